@@ -1,0 +1,49 @@
+//! Project automation. Run `cargo xtask help` for the commands.
+
+mod proto;
+mod test;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+cargo xtask <command>
+
+Commands:
+  proto [--check]   regenerate crates/proto/src/gen from proto/ (--check: fail if the committed code is stale)
+  test              install what the tests need (npm packages) and run every test in the workspace
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["proto"] => proto::generate(proto::Mode::Write),
+        ["proto", "--check"] => proto::generate(proto::Mode::Check),
+        ["test", filters @ ..] => test::run_all(filters),
+        ["help" | "--help" | "-h"] | [] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("unknown arguments: {}\n\n{USAGE}", args.join(" "));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits inside the workspace").to_path_buf()
+}
+
+/// Runs a command in `dir`, failing with its name when it fails.
+fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = std::process::Command::new(program).args(args).current_dir(dir).status()?;
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
