@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::{run, workspace_root};
 
 /// Node projects under tests/ whose pinned packages the tests use.
-const NODE_PROJECTS: [&str; 1] = ["tests/golden"];
+const NODE_PROJECTS: [&str; 2] = ["tests/golden", "tests/signal-interop"];
 
 pub(crate) fn run_all(filters: &[&str]) -> Result<()> {
     let root = workspace_root();

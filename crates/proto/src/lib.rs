@@ -26,6 +26,7 @@
 pub mod any;
 #[cfg(feature = "proptest")]
 pub mod arbitrary;
+pub mod auth;
 mod generated;
 mod keys;
 pub mod wkt;

@@ -41,7 +41,9 @@ impl ::prost::Name for ChallengeResponse {
 pub struct AuthenticateRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub peer: ::prost::alloc::vec::Vec<u8>,
-    /// ed25519 signature over "mesh signal auth v1" || nonce.
+    /// ed25519 signature over "mesh signal auth v1\n" || host || "\n" || nonce, where host is the
+    /// authority of the URL the client connected to (the server reads it from the Host header), so a
+    /// signature made for one server cannot be replayed to another.
     #[prost(bytes = "vec", tag = "2")]
     pub signature: ::prost::alloc::vec::Vec<u8>,
 }

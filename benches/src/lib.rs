@@ -1,0 +1,1 @@
+//! Shared helpers for the benchmark targets in `benches/benches/`.

@@ -1,0 +1,109 @@
+//! Server settings: where to listen, the limits that bound every resource, and the auth policy.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Who may join as, read the inbox of, or send as a peer key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthPolicy {
+    /// No authentication: the DXOS 0.8.3 behaviour. Any session may use any key.
+    #[default]
+    Off,
+    /// Sessions may prove their keys. A key held by an authenticated session cannot be used by an
+    /// unauthenticated one, and an authenticated session can only send as its own keys. DXOS
+    /// clients keep working with keys nobody has authenticated.
+    Optional,
+    /// Every join, inbox and send needs a key the session has proven.
+    Required,
+}
+
+impl std::str::FromStr for AuthPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "off" => Ok(Self::Off),
+            "optional" => Ok(Self::Optional),
+            "required" => Ok(Self::Required),
+            other => Err(format!("unknown auth policy {other:?}: expected off, optional or required")),
+        }
+    }
+}
+
+/// A token bucket: `per_second` requests on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet period.
+    pub burst: u32,
+}
+
+/// The limits that keep one client, or many, from exhausting the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest WebSocket message accepted, in bytes; larger ones close the connection.
+    pub max_frame_size: usize,
+    /// Open WebSocket connections; further ones are answered 503.
+    pub max_connections: usize,
+    /// Open Join streams per connection.
+    pub max_joins_per_connection: usize,
+    /// Open inbox (ReceiveMessages) streams per connection.
+    pub max_inboxes_per_connection: usize,
+    /// Requests per connection, answered `RATE_LIMIT_EXCEEDED` beyond it.
+    pub rate_limit: RateLimit,
+    /// A connection that sends nothing (not even `__ping__`) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed for the TLS and HTTP handshakes.
+    pub handshake_timeout: Duration,
+    /// Frames queued to one connection; relayed messages beyond it are dropped, and a connection
+    /// that cannot take a swarm event is closed (its client reconnects and rejoins).
+    pub send_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 64 * 1024,
+            max_connections: 20_000,
+            max_joins_per_connection: 64,
+            max_inboxes_per_connection: 16,
+            rate_limit: RateLimit { per_second: 200.0, burst: 400 },
+            idle_timeout: Duration::from_secs(40),
+            handshake_timeout: Duration::from_secs(10),
+            send_queue: 256,
+        }
+    }
+}
+
+/// A certificate chain and private key, both PEM files, for serving `wss://`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Authentication policy.
+    pub auth: AuthPolicy,
+    /// Terminate TLS with these files instead of serving plain `ws://`.
+    pub tls: Option<TlsFiles>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: Limits::default(),
+            auth: AuthPolicy::default(),
+            tls: None,
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Counters and gauges, served in the Prometheus text format at `/metrics`.
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+
+/// The server's metrics. Cheap to update from any task (atomics, no lock).
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) connections: Gauge,
+    pub(crate) connections_rejected: Counter,
+    pub(crate) topics: Gauge,
+    pub(crate) members: Gauge,
+    pub(crate) messages_relayed: Counter,
+    pub(crate) messages_dropped: Counter,
+    pub(crate) frames_rejected: Counter,
+    pub(crate) rate_limited: Counter,
+    pub(crate) auth_failures: Counter,
+    registry: Registry,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut metrics = Self::default();
+        let mut registry = Registry::with_prefix("mesh_signal");
+        registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
+        registry.register(
+            "connections_rejected",
+            "Connections refused at the connection limit",
+            metrics.connections_rejected.clone(),
+        );
+        registry.register("topics", "Topics with at least one member", metrics.topics.clone());
+        registry.register("members", "Peers joined to topics, summed over topics", metrics.members.clone());
+        registry.register(
+            "messages_relayed",
+            "Messages delivered to an inbox",
+            metrics.messages_relayed.clone(),
+        );
+        registry.register(
+            "messages_dropped",
+            "Messages dropped because the recipient's queue was full",
+            metrics.messages_dropped.clone(),
+        );
+        registry.register(
+            "frames_rejected",
+            "Frames refused as malformed, unexpected or oversized",
+            metrics.frames_rejected.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests answered RATE_LIMIT_EXCEEDED",
+            metrics.rate_limited.clone(),
+        );
+        registry.register("auth_failures", "Failed authentication attempts", metrics.auth_failures.clone());
+        metrics.registry = registry;
+        metrics
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            connections: self.connections.get().max(0) as u64,
+            topics: self.topics.get().max(0) as u64,
+            members: self.members.get().max(0) as u64,
+            messages_relayed: self.messages_relayed.get(),
+            messages_dropped: self.messages_dropped.get(),
+            frames_rejected: self.frames_rejected.get(),
+            rate_limited: self.rate_limited.get(),
+            auth_failures: self.auth_failures.get(),
+            connections_rejected: self.connections_rejected.get(),
+        }
+    }
+}
+
+/// A snapshot of the server's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Open WebSocket connections.
+    pub connections: u64,
+    /// Topics with at least one member.
+    pub topics: u64,
+    /// Peers joined to topics, summed over topics.
+    pub members: u64,
+    /// Messages delivered to an inbox.
+    pub messages_relayed: u64,
+    /// Messages dropped because the recipient's queue was full.
+    pub messages_dropped: u64,
+    /// Frames refused as malformed, unexpected or oversized.
+    pub frames_rejected: u64,
+    /// Requests answered `RATE_LIMIT_EXCEEDED`.
+    pub rate_limited: u64,
+    /// Failed authentication attempts.
+    pub auth_failures: u64,
+    /// Connections refused at the connection limit.
+    pub connections_rejected: u64,
+}

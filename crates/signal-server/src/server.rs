@@ -1,0 +1,268 @@
+//! The listener: accepts TCP connections (optionally TLS), routes each HTTP request, and runs one
+//! task per WebSocket connection until shutdown.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpSocket, TcpStream},
+    time::timeout,
+};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::protocol::{Role, WebSocketConfig},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, info, warn};
+
+use crate::{
+    Config, Stats,
+    http::{self, Route, SIGNAL_PATH},
+    hub::Hub,
+    metrics::Metrics,
+};
+
+/// WebSocket read buffer per connection: small, since signal frames are small and idle
+/// connections are many.
+const READ_BUFFER: usize = 4 * 1024;
+/// Pending connections the kernel may hold before `accept`.
+const BACKLOG: u32 = 4096;
+/// Pause after an accept error (such as running out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// State shared by every connection task.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Hub,
+    pub(crate) metrics: Arc<Metrics>,
+    open_sockets: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A running signal server. Dropping it stops accepting and closes every connection.
+pub struct Server {
+    local_addr: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Server {
+    /// Binds the listening socket and starts serving on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let listener =
+            bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let metrics = Arc::new(Metrics::new());
+        let shared = Arc::new(Shared {
+            hub: Hub::new(metrics.clone()),
+            metrics,
+            config,
+            open_sockets: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+        });
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let server = Self {
+            local_addr,
+            tls: tls.is_some(),
+            shared: shared.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(accept_loop(listener, tls, shared, shutdown, tracker.clone()));
+        info!(addr = %local_addr, "signal server listening");
+        Ok(server)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The WebSocket URL of the signal endpoint.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{SIGNAL_PATH}", self.local_addr)
+    }
+
+    /// The current metrics.
+    pub fn stats(&self) -> Stats {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The metrics in the Prometheus text format, as `/metrics` serves them.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Stops accepting, closes every connection (WebSocket close 1001) and waits up to `deadline`
+    /// for the connection tasks to finish. Returns whether they all did.
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let finished = timeout(deadline, self.tracker.wait()).await.is_ok();
+        if finished {
+            info!("signal server stopped");
+        } else {
+            warn!("signal server stopped with connections still closing");
+        }
+        finished
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // A restarted server must get its port back while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let (shared, shutdown, tls) = (shared.clone(), shutdown.clone(), tls.clone());
+                tracker.spawn(async move {
+                    let open = shared.open_sockets.fetch_add(1, Ordering::Relaxed) + 1;
+                    serve_socket(stream, peer, tls, &shared, shutdown, open).await;
+                    shared.open_sockets.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Err(err) => {
+                warn!(%err, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn serve_socket(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: &Arc<Shared>,
+    shutdown: CancellationToken,
+    open: usize,
+) {
+    let handshake_timeout = shared.config.limits.handshake_timeout;
+    match tls {
+        None => serve_http(stream, peer, shared, shutdown, open).await,
+        Some(acceptor) => match timeout(handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_http(stream, peer, shared, shutdown, open).await,
+            Ok(Err(err)) => debug!(%peer, %err, "TLS handshake failed"),
+            Err(_) => debug!(%peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+async fn serve_http<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    shutdown: CancellationToken,
+    open: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = &shared.config.limits;
+    let head = match timeout(limits.handshake_timeout, http::read_head(&mut stream)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(err)) => {
+            debug!(%peer, %err, "bad HTTP request");
+            shared.metrics.frames_rejected.inc();
+            let _ = http::respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n").await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let text = "text/plain; charset=utf-8";
+    let answered = match head.route {
+        Route::Upgrade { key, host } => {
+            if open > limits.max_connections {
+                shared.metrics.connections_rejected.inc();
+                http::respond(&mut stream, "503 Service Unavailable", text, "connection limit reached\n")
+                    .await
+            } else if let Err(err) = http::switch_protocols(&mut stream, &key).await {
+                Err(err)
+            } else {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER)
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(limits.max_frame_size * 4)
+                    .max_message_size(Some(limits.max_frame_size))
+                    .max_frame_size(Some(limits.max_frame_size));
+                let ws =
+                    WebSocketStream::from_partially_read(stream, head.rest, Role::Server, Some(config)).await;
+                crate::connection::run(ws, shared.clone(), host, shutdown).await;
+                return;
+            }
+        }
+        Route::Ready => http::respond(&mut stream, "200 OK", text, "mesh signal server ready\n").await,
+        Route::Metrics => {
+            let body = shared.metrics.render();
+            http::respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body).await
+        }
+        Route::NotFound => http::respond(&mut stream, "404 Not Found", text, "not found\n").await,
+        Route::MethodNotAllowed => {
+            http::respond(&mut stream, "405 Method Not Allowed", text, "GET only\n").await
+        }
+        Route::BadRequest => {
+            http::respond(&mut stream, "400 Bad Request", text, "bad WebSocket upgrade\n").await
+        }
+    };
+    if let Err(err) = answered {
+        debug!(%peer, %err, "writing HTTP response failed");
+    }
+}

@@ -1,0 +1,349 @@
+//! One connection's protocol state: which streams it opened, which keys it proved, its rate limit.
+//!
+//! `Session` turns each WebSocket message into replies and hub updates. It owns no socket and reads
+//! no clock (time is passed in); the connection task drives it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use mesh_keys::{PublicKey, Signature};
+use mesh_proto::{
+    Any, Message, any,
+    dxos::{
+        error::Error as ErrorMessage,
+        mesh::signal::{self, JoinRequest, ReceptionRequest},
+        rpc::{Request, Response, RpcMessage, response, rpc_message},
+    },
+    mesh::v1::{AuthenticateRequest, AuthenticateResponse, ChallengeRequest, ChallengeResponse},
+};
+
+use crate::{
+    AuthPolicy, Limits,
+    hub::{Endpoint, Hub, Key, Outbound},
+    limiter::TokenBucket,
+    metrics::Metrics,
+};
+
+/// Longest topic or peer key accepted. DXOS keys are 32 bytes; a little slack costs nothing.
+const MAX_KEY_LEN: usize = 64;
+/// Nonces a session may have outstanding at once.
+const MAX_PENDING_CHALLENGES: usize = 8;
+
+pub(crate) const JOIN: &str = "dxos.mesh.signal.Signal.Join";
+pub(crate) const RECEIVE_MESSAGES: &str = "dxos.mesh.signal.Signal.ReceiveMessages";
+pub(crate) const SEND_MESSAGE: &str = "dxos.mesh.signal.Signal.SendMessage";
+pub(crate) const CHALLENGE: &str = "mesh.v1.SignalAuth.Challenge";
+pub(crate) const AUTHENTICATE: &str = "mesh.v1.SignalAuth.Authenticate";
+
+/// Error names sent in `dxos.error.Error.name`.
+pub(crate) mod codes {
+    pub(crate) const RATE_LIMIT_EXCEEDED: &str = "RATE_LIMIT_EXCEEDED";
+    pub(crate) const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    pub(crate) const UNKNOWN_METHOD: &str = "UNKNOWN_METHOD";
+    pub(crate) const LIMIT_EXCEEDED: &str = "LIMIT_EXCEEDED";
+    pub(crate) const DUPLICATE_STREAM_ID: &str = "DUPLICATE_STREAM_ID";
+    pub(crate) const UNAUTHORIZED: &str = "UNAUTHORIZED";
+    pub(crate) const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
+    pub(crate) const AUTH_DISABLED: &str = "AUTH_DISABLED";
+}
+
+/// Why a connection must be closed: its peer broke the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Violation {
+    #[error("malformed RpcMessage: {0}")]
+    Malformed(String),
+    #[error("unexpected {0} from a client")]
+    Unexpected(&'static str),
+}
+
+/// A request refused with an error response.
+struct Refusal {
+    name: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(name: &'static str, message: impl Into<String>) -> Self {
+        Self { name, message: message.into() }
+    }
+}
+
+pub(crate) struct Session {
+    endpoint: Endpoint,
+    /// The Host header the client connected with, which authentication signatures cover.
+    host: String,
+    policy: AuthPolicy,
+    limits: Limits,
+    limiter: TokenBucket,
+    joins: HashMap<i32, (Key, Key)>,
+    inboxes: HashMap<i32, Key>,
+    proven: HashSet<Key>,
+    challenges: HashMap<Key, [u8; 32]>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        host: String,
+        policy: AuthPolicy,
+        limits: Limits,
+        now: Instant,
+    ) -> Self {
+        let limiter = TokenBucket::new(limits.rate_limit, now);
+        Self {
+            endpoint,
+            host,
+            policy,
+            limits,
+            limiter,
+            joins: HashMap::new(),
+            inboxes: HashMap::new(),
+            proven: HashSet::new(),
+            challenges: HashMap::new(),
+        }
+    }
+
+    /// Handles one binary WebSocket message; returns the frames to send back, in order.
+    pub(crate) fn handle(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        wall: SystemTime,
+        hub: &Hub,
+        metrics: &Metrics,
+    ) -> Result<Vec<Vec<u8>>, Violation> {
+        let message = RpcMessage::decode(frame).map_err(|err| Violation::Malformed(err.to_string()))?;
+        match message.content {
+            Some(rpc_message::Content::Request(request)) => {
+                let id = request.id.unwrap_or_default();
+                if !self.limiter.try_take(now) {
+                    metrics.rate_limited.inc();
+                    return Ok(vec![error_frame(id, codes::RATE_LIMIT_EXCEEDED, "too many requests")]);
+                }
+                Ok(self
+                    .request(id, request, wall, hub, metrics)
+                    .unwrap_or_else(|refusal| vec![error_frame(id, refusal.name, &refusal.message)]))
+            }
+            Some(rpc_message::Content::StreamClose(close)) => {
+                self.close_stream(close.id.unwrap_or_default(), hub);
+                Ok(Vec::new())
+            }
+            // The signal protocol has no handshake, but answering keeps a client that tries one going.
+            Some(rpc_message::Content::Open(_)) => Ok(vec![frame_of(rpc_message::Content::OpenAck(true))]),
+            Some(rpc_message::Content::OpenAck(_)) => Ok(Vec::new()),
+            Some(rpc_message::Content::Response(_)) => Err(Violation::Unexpected("response")),
+            Some(rpc_message::Content::Bye(_)) => Err(Violation::Unexpected("bye")),
+            None => Err(Violation::Malformed("empty RpcMessage".into())),
+        }
+    }
+
+    fn request(
+        &mut self,
+        id: i32,
+        request: Request,
+        wall: SystemTime,
+        hub: &Hub,
+        metrics: &Metrics,
+    ) -> Result<Vec<Vec<u8>>, Refusal> {
+        let payload = request.payload.unwrap_or_default();
+        match request.method.as_str() {
+            JOIN => self.join(id, &payload, wall, hub),
+            RECEIVE_MESSAGES => self.receive(id, &payload, hub),
+            SEND_MESSAGE => self.send(id, &payload, hub),
+            CHALLENGE => self.challenge(id, &payload),
+            AUTHENTICATE => self.authenticate(id, &payload, hub, metrics),
+            other => Err(Refusal::new(codes::UNKNOWN_METHOD, format!("unknown method {other:?}"))),
+        }
+    }
+
+    fn join(&mut self, id: i32, payload: &Any, wall: SystemTime, hub: &Hub) -> Result<Vec<Vec<u8>>, Refusal> {
+        let join: JoinRequest = decode(payload)?;
+        let (topic, peer) = (key(join.swarm, "swarm")?, key(join.peer, "peer")?);
+        self.check_new_stream(id)?;
+        if self.joins.len() >= self.limits.max_joins_per_connection {
+            return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many joins on this connection"));
+        }
+        self.authorize(&peer, hub)?;
+        let mut frames = vec![frame_of(response(id, response::Content::StreamReady(true)))];
+        let members = hub.join(&topic, &peer, &self.endpoint, id, self.proven.contains(&peer), wall);
+        frames.extend(members.into_iter().map(|event| event_frame(id, event)));
+        self.joins.insert(id, (topic, peer));
+        Ok(frames)
+    }
+
+    fn receive(&mut self, id: i32, payload: &Any, hub: &Hub) -> Result<Vec<Vec<u8>>, Refusal> {
+        let request: ReceptionRequest = decode(payload)?;
+        let peer = key(request.peer, "peer")?;
+        self.check_new_stream(id)?;
+        if self.inboxes.len() >= self.limits.max_inboxes_per_connection {
+            return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many inboxes on this connection"));
+        }
+        self.authorize(&peer, hub)?;
+        hub.subscribe(&peer, &self.endpoint, id, self.proven.contains(&peer));
+        self.inboxes.insert(id, peer);
+        Ok(vec![frame_of(response(id, response::Content::StreamReady(true)))])
+    }
+
+    fn send(&mut self, id: i32, payload: &Any, hub: &Hub) -> Result<Vec<Vec<u8>>, Refusal> {
+        let message: signal::Message = decode(payload)?;
+        let author = key(message.author, "author")?;
+        let recipient = key(message.recipient, "recipient")?;
+        if self.policy != AuthPolicy::Off && !self.proven.contains(&author) {
+            // An authenticated session speaks only as its own keys; anyone else only as keys
+            // nobody has proven.
+            let allowed = match self.policy {
+                AuthPolicy::Required => false,
+                _ => self.proven.is_empty() && !hub.is_claimed(&author),
+            };
+            if !allowed {
+                return Err(Refusal::new(codes::UNAUTHORIZED, "this session may not send as that author"));
+            }
+        }
+        // The message travels as the client encoded it: the server never re-encodes payloads.
+        hub.relay(&recipient, &Bytes::copy_from_slice(&payload.value));
+        Ok(vec![frame_of(response(id, response::Content::Payload(any::pack_request(&()))))])
+    }
+
+    fn challenge(&mut self, id: i32, payload: &Any) -> Result<Vec<Vec<u8>>, Refusal> {
+        if self.policy == AuthPolicy::Off {
+            return Err(Refusal::new(codes::AUTH_DISABLED, "authentication is off on this server"));
+        }
+        let request: ChallengeRequest = decode(payload)?;
+        let peer = key(request.peer, "peer")?;
+        if self.challenges.len() >= MAX_PENDING_CHALLENGES && !self.challenges.contains_key(&peer) {
+            return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many pending challenges"));
+        }
+        let nonce: [u8; 32] = rand::random();
+        self.challenges.insert(peer, nonce);
+        let reply = ChallengeResponse { nonce: nonce.to_vec() };
+        Ok(vec![frame_of(response(id, response::Content::Payload(any::pack_request(&reply))))])
+    }
+
+    fn authenticate(
+        &mut self,
+        id: i32,
+        payload: &Any,
+        hub: &Hub,
+        metrics: &Metrics,
+    ) -> Result<Vec<Vec<u8>>, Refusal> {
+        if self.policy == AuthPolicy::Off {
+            return Err(Refusal::new(codes::AUTH_DISABLED, "authentication is off on this server"));
+        }
+        let request: AuthenticateRequest = decode(payload)?;
+        let peer = key(request.peer, "peer")?;
+        let verified = self.challenges.remove(&peer).is_some_and(|nonce| {
+            let Ok(public) = PublicKey::try_from_slice(&peer) else { return false };
+            let Ok(signature) = Signature::try_from_slice(&request.signature) else { return false };
+            public.verify(&mesh_proto::auth::signal_challenge(&self.host, &nonce), &signature).is_ok()
+        });
+        if !verified {
+            metrics.auth_failures.inc();
+            return Err(Refusal::new(
+                codes::AUTHENTICATION_FAILED,
+                "no matching challenge, or a bad signature",
+            ));
+        }
+        if self.proven.insert(peer.clone()) {
+            hub.claim(&peer);
+        }
+        Ok(vec![frame_of(response(
+            id,
+            response::Content::Payload(any::pack_request(&AuthenticateResponse {})),
+        ))])
+    }
+
+    /// Whether this session may join as, or read the inbox of, `peer`.
+    fn authorize(&self, peer: &Key, hub: &Hub) -> Result<(), Refusal> {
+        let allowed = match self.policy {
+            AuthPolicy::Off => true,
+            AuthPolicy::Optional => self.proven.contains(peer) || !hub.is_claimed(peer),
+            AuthPolicy::Required => self.proven.contains(peer),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Refusal::new(codes::UNAUTHORIZED, "this key needs an authenticated session"))
+        }
+    }
+
+    fn check_new_stream(&self, id: i32) -> Result<(), Refusal> {
+        if self.joins.contains_key(&id) || self.inboxes.contains_key(&id) {
+            return Err(Refusal::new(codes::DUPLICATE_STREAM_ID, format!("stream {id} is already open")));
+        }
+        Ok(())
+    }
+
+    fn close_stream(&mut self, id: i32, hub: &Hub) {
+        if let Some((topic, peer)) = self.joins.remove(&id) {
+            hub.leave(&topic, &peer, self.endpoint.conn, id);
+        }
+        if let Some(peer) = self.inboxes.remove(&id) {
+            hub.unsubscribe(&peer, self.endpoint.conn, id);
+        }
+    }
+
+    /// Turns something the hub queued for this connection into the frame to send, if any.
+    pub(crate) fn outbound(&mut self, outbound: Outbound) -> Option<Vec<u8>> {
+        match outbound {
+            Outbound::Event { stream, event } => {
+                self.joins.contains_key(&stream).then(|| event_frame(stream, event))
+            }
+            Outbound::Message { stream, message } => self.inboxes.contains_key(&stream).then(|| {
+                let payload = Any { type_url: ".dxos.mesh.signal.Message".into(), value: message.to_vec() };
+                frame_of(response(stream, response::Content::Payload(payload)))
+            }),
+            Outbound::Revoke { stream } => self.inboxes.remove(&stream).map(|_| {
+                error_frame(stream, codes::UNAUTHORIZED, "an authenticated session claimed this key")
+            }),
+        }
+    }
+
+    /// Leaves every topic, closes every inbox and releases every claim of this connection.
+    pub(crate) fn close(&mut self, hub: &Hub) {
+        for (id, (topic, peer)) in self.joins.drain() {
+            hub.leave(&topic, &peer, self.endpoint.conn, id);
+        }
+        for (id, peer) in self.inboxes.drain() {
+            hub.unsubscribe(&peer, self.endpoint.conn, id);
+        }
+        for peer in self.proven.drain() {
+            hub.release(&peer);
+        }
+    }
+}
+
+fn decode<M: Message + mesh_proto::Name + Default>(payload: &Any) -> Result<M, Refusal> {
+    any::decode_value(payload).map_err(|err| Refusal::new(codes::INVALID_REQUEST, err.to_string()))
+}
+
+fn key(bytes: Vec<u8>, field: &str) -> Result<Key, Refusal> {
+    if bytes.is_empty() || bytes.len() > MAX_KEY_LEN {
+        return Err(Refusal::new(
+            codes::INVALID_REQUEST,
+            format!("{field} must hold 1 to {MAX_KEY_LEN} bytes, got {}", bytes.len()),
+        ));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+fn response(id: i32, content: response::Content) -> rpc_message::Content {
+    rpc_message::Content::Response(Response { id: Some(id), content: Some(content) })
+}
+
+fn frame_of(content: rpc_message::Content) -> Vec<u8> {
+    RpcMessage { content: Some(content) }.encode_to_vec()
+}
+
+fn event_frame(stream: i32, event: Bytes) -> Vec<u8> {
+    let payload = Any { type_url: ".dxos.mesh.signal.SwarmEvent".into(), value: event.to_vec() };
+    frame_of(response(stream, response::Content::Payload(payload)))
+}
+
+pub(crate) fn error_frame(id: i32, name: &str, message: &str) -> Vec<u8> {
+    let error =
+        ErrorMessage { name: Some(name.into()), message: Some(message.into()), stack: None, context: None };
+    frame_of(response(id, response::Content::Error(error)))
+}

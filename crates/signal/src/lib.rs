@@ -1,0 +1,43 @@
+//! Signaling for mesh: how peers find each other and exchange messages before they are connected.
+//!
+//! - [`Client`]: one signal server over WebSocket (`ws://` or `wss://`), speaking the DXOS 0.8.3
+//!   protocol. It reconnects with backoff, restores its joins and inboxes after every reconnect,
+//!   and keeps the connection alive with `__ping__`.
+//! - [`Manager`]: several servers at once; joins and sends go to all, duplicates are dropped.
+//! - [`MemoryNetwork`]: an in-memory signal network behind the same [`Signal`] trait, for unit
+//!   tests and simulation.
+//! - [`Messenger`]: reliable messages on top of any [`Signal`]: acknowledgements, resends with
+//!   backoff, duplicate suppression, and listeners routed by recipient and payload type.
+//!
+//! ```no_run
+//! use mesh_keys::{DiscoveryKey, Keypair};
+//! use mesh_signal::{Client, Event, Signal};
+//!
+//! # async fn run() -> Result<(), mesh_signal::SignalError> {
+//! let me = Keypair::generate().public();
+//! let topic = DiscoveryKey::from_party(&Keypair::generate().public());
+//! let client = Client::connect("ws://127.0.0.1:4000/.well-known/dx/signal")?;
+//! let mut events = client.events();
+//! client.join(topic, me).await?;
+//! while let Ok(event) = events.recv().await {
+//!     if let Event::PeerAvailable { peer, .. } = event {
+//!         println!("{peer} is here");
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod auth;
+mod client;
+mod error;
+mod event;
+mod messenger;
+
+pub use api::Signal;
+pub use client::{Client, ClientConfig, Timeouts};
+pub use error::SignalError;
+pub use event::{ConnectionState, Event, SignalMessage};
+pub use messenger::{
+    Messenger, MessengerConfig, MessengerCore, Output as MessengerOutput, Token as MessengerToken,
+};

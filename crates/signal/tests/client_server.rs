@@ -1,0 +1,65 @@
+//! Rust clients against the real signal server over loopback WebSocket.
+
+mod common;
+
+use common::*;
+use mesh_signal::{Client, Signal};
+
+#[tokio::test]
+async fn two_peers_see_each_other_and_exchange_messages() {
+    let server = server().await;
+    let (alice, bob, topic) = (peer(), peer(), topic());
+    let a = Client::connect(server.url()).unwrap();
+    let b = Client::connect(server.url()).unwrap();
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+
+    a.subscribe(alice).await.unwrap();
+    b.subscribe(bob).await.unwrap();
+    a.join(topic, alice).await.unwrap();
+    b.join(topic, bob).await.unwrap();
+    wait_available(&mut a_events, topic, bob).await;
+    wait_available(&mut b_events, topic, alice).await;
+
+    a.send(message(alice, bob, "hello bob")).await.unwrap();
+    let received = wait_message(&mut b_events, bob).await;
+    assert_eq!(received.author, alice);
+    assert_eq!(received.payload.value, b"hello bob");
+
+    b.send(message(bob, alice, "hello alice")).await.unwrap();
+    assert_eq!(wait_message(&mut a_events, alice).await.payload.value, b"hello alice");
+
+    b.leave(topic, bob).await.unwrap();
+    wait_left(&mut a_events, topic, bob).await;
+}
+
+#[tokio::test]
+async fn three_peers_all_see_each_other() {
+    let server = server().await;
+    let topic = topic();
+    let peers: Vec<_> = (0..3).map(|_| peer()).collect();
+    let clients: Vec<Client> = (0..3).map(|_| Client::connect(server.url()).unwrap()).collect();
+    let mut events: Vec<_> = clients.iter().map(|c| c.events()).collect();
+    for (client, key) in clients.iter().zip(&peers) {
+        client.join(topic, *key).await.unwrap();
+    }
+    for (index, events) in events.iter_mut().enumerate() {
+        let others = peers.iter().enumerate().filter(|(other, _)| *other != index).map(|(_, key)| *key);
+        wait_all_available(events, topic, others).await;
+    }
+}
+
+#[tokio::test]
+async fn peer_left_when_a_client_goes_away() {
+    let server = server().await;
+    let (alice, bob, topic) = (peer(), peer(), topic());
+    let a = Client::connect(server.url()).unwrap();
+    let mut a_events = a.events();
+    a.join(topic, alice).await.unwrap();
+    {
+        let b = Client::connect(server.url()).unwrap();
+        b.join(topic, bob).await.unwrap();
+        wait_available(&mut a_events, topic, bob).await;
+    }
+    // Dropping the last handle closes the socket; the server tells the others.
+    wait_left(&mut a_events, topic, bob).await;
+}

@@ -1,0 +1,105 @@
+//! Helpers shared by the signal integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod dxos;
+
+use std::time::Duration;
+
+use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
+use mesh_proto::Any;
+use mesh_signal::{Event, SignalMessage};
+use mesh_signal_server::{Config, Server};
+use tokio::sync::broadcast;
+
+/// Long enough for anything on loopback; a test that waits this long has failed.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub async fn server() -> Server {
+    server_with(Config::default()).await
+}
+
+pub async fn server_with(config: Config) -> Server {
+    Server::start(config).await.expect("server starts")
+}
+
+pub fn topic() -> DiscoveryKey {
+    DiscoveryKey::from_party(&Keypair::generate().public())
+}
+
+pub fn peer() -> PublicKey {
+    Keypair::generate().public()
+}
+
+pub fn message(author: PublicKey, recipient: PublicKey, text: &str) -> SignalMessage {
+    SignalMessage {
+        author,
+        recipient,
+        payload: Any { type_url: "test.Text".into(), value: text.as_bytes().to_vec() },
+    }
+}
+
+/// Waits for the first event that `pick` accepts, skipping others.
+pub async fn wait_for<T>(
+    events: &mut broadcast::Receiver<Event>,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => panic!("event receiver lagged by {n}"),
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .expect("expected event did not arrive")
+}
+
+pub async fn wait_available(events: &mut broadcast::Receiver<Event>, topic: DiscoveryKey, peer: PublicKey) {
+    wait_for(events, |event| match event {
+        Event::PeerAvailable { topic: t, peer: p, .. } if *t == topic && *p == peer => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+pub async fn wait_left(events: &mut broadcast::Receiver<Event>, topic: DiscoveryKey, peer: PublicKey) {
+    wait_for(events, |event| match event {
+        Event::PeerLeft { topic: t, peer: p } if *t == topic && *p == peer => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+pub async fn wait_message(events: &mut broadcast::Receiver<Event>, recipient: PublicKey) -> SignalMessage {
+    wait_for(events, |event| match event {
+        Event::Message(message) if message.recipient == recipient => Some(message.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits until every peer in `peers` was reported available in `topic`, in any order.
+pub async fn wait_all_available(
+    events: &mut broadcast::Receiver<Event>,
+    topic: DiscoveryKey,
+    peers: impl IntoIterator<Item = PublicKey>,
+) {
+    let mut missing: std::collections::HashSet<PublicKey> = peers.into_iter().collect();
+    if missing.is_empty() {
+        return;
+    }
+    wait_for(events, |event| match event {
+        Event::PeerAvailable { topic: t, peer, .. } if *t == topic => {
+            missing.remove(peer);
+            missing.is_empty().then_some(())
+        }
+        _ => None,
+    })
+    .await
+}

@@ -1,0 +1,92 @@
+//! Real DXOS 0.8.3 clients (`@dxos/messaging` from npm) against mesh's signal server, alone and
+//! together with mesh's Rust client and messenger.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{dxos::DxosPeer, *};
+use mesh_proto::Any;
+use mesh_signal::{Client, Messenger, Signal};
+use mesh_signal_server::Config;
+
+fn text(body: &str) -> Any {
+    Any { type_url: "mesh.test.Text".into(), value: body.as_bytes().to_vec() }
+}
+
+#[tokio::test]
+async fn two_dxos_clients_meet_exchange_a_reliable_message_and_see_the_leave() {
+    let server = server().await;
+    let topic = topic();
+    let mut a = DxosPeer::spawn(&[server.url()]).await;
+    let mut b = DxosPeer::spawn(&[server.url()]).await;
+    a.join(topic).await;
+    b.join(topic).await;
+    a.wait_available(topic, b.key).await;
+    b.wait_available(topic, a.key).await;
+
+    a.send(b.key, "hello from a").await;
+    b.wait_message(a.key, "hello from a").await;
+    a.wait_delivered("hello from a").await;
+
+    b.leave(topic).await;
+    a.wait_left(topic, b.key).await;
+    a.exit().await;
+    b.exit().await;
+}
+
+#[tokio::test]
+async fn dxos_and_rust_clients_exchange_reliable_messages_both_ways() {
+    let server = server().await;
+    let (topic, rust_key) = (topic(), peer());
+    let mut dxos = DxosPeer::spawn(&[server.url()]).await;
+    let client = Client::connect(server.url()).unwrap();
+    let mut events = client.events();
+    let messenger = Messenger::new(Arc::new(client.clone()));
+    let mut inbox = messenger.listen(rust_key, None).await.unwrap();
+
+    client.join(topic, rust_key).await.unwrap();
+    dxos.join(topic).await;
+    wait_available(&mut events, topic, dxos.key).await;
+    dxos.wait_available(topic, rust_key).await;
+
+    dxos.send(rust_key, "from dxos").await;
+    let received = tokio::time::timeout(PATIENCE, inbox.recv()).await.unwrap().unwrap();
+    assert_eq!((received.author, received.payload.value.as_slice()), (dxos.key, b"from dxos".as_slice()));
+    dxos.wait_delivered("from dxos").await;
+
+    messenger.send(rust_key, dxos.key, text("from rust")).await.expect("DXOS acknowledged");
+    dxos.wait_message(rust_key, "from rust").await;
+    dxos.exit().await;
+}
+
+#[tokio::test]
+async fn clients_rejoin_after_the_server_restarts_on_the_same_port() {
+    let first = server().await;
+    let listen = first.local_addr();
+    let url = first.url();
+    let (topic, rust_key) = (topic(), peer());
+    let mut dxos = DxosPeer::spawn(std::slice::from_ref(&url)).await;
+    let client = Client::connect(url.clone()).unwrap();
+    let mut events = client.events();
+    let messenger = Messenger::new(Arc::new(client.clone()));
+    let mut inbox = messenger.listen(rust_key, None).await.unwrap();
+    client.join(topic, rust_key).await.unwrap();
+    dxos.join(topic).await;
+    wait_available(&mut events, topic, dxos.key).await;
+
+    // Kill the server: every connection drops at once.
+    assert!(first.shutdown(Duration::from_secs(5)).await);
+    let _second = server_with(Config { listen, ..Config::default() }).await;
+
+    // Both clients reconnect and rejoin by themselves: each sees the other again.
+    wait_available(&mut events, topic, dxos.key).await;
+    dxos.wait_available(topic, rust_key).await;
+
+    messenger.send(rust_key, dxos.key, text("after restart")).await.expect("DXOS acknowledged");
+    dxos.wait_message(rust_key, "after restart").await;
+    dxos.send(rust_key, "dxos after restart").await;
+    let received = tokio::time::timeout(PATIENCE, inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(received.payload.value, b"dxos after restart");
+    dxos.exit().await;
+}
