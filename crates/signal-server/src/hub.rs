@@ -6,7 +6,7 @@
 //! other connections are `try_send`s on their bounded queues.
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::{HashMap, HashSet, hash_map::Entry},
     hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
@@ -34,7 +34,7 @@ pub(crate) enum Outbound {
     Event { stream: i32, event: Bytes },
     /// An encoded `Message` for the inbox stream `stream`.
     Message { stream: i32, message: Bytes },
-    /// The stream is withdrawn: an authenticated session claimed its key.
+    /// The Join or inbox stream `stream` is withdrawn: an authenticated session claimed its key.
     Revoke { stream: i32 },
 }
 
@@ -101,8 +101,13 @@ impl<T> Sharded<T> {
 }
 
 /// Membership, inboxes and key claims for the whole server.
+///
+/// Locks are taken one at a time (never a second shard while holding one), so they cannot
+/// deadlock.
 pub(crate) struct Hub {
     topics: Sharded<Topic>,
+    /// The topics each peer is a member of, to find its registrations when its key is claimed.
+    memberships: Sharded<HashSet<Key>>,
     inboxes: Sharded<Vec<Registration>>,
     claims: Sharded<usize>,
     metrics: Arc<Metrics>,
@@ -127,7 +132,13 @@ fn peer_left(peer: &Key) -> Bytes {
 
 impl Hub {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
-        Self { topics: Sharded::new(), inboxes: Sharded::new(), claims: Sharded::new(), metrics }
+        Self {
+            topics: Sharded::new(),
+            memberships: Sharded::new(),
+            inboxes: Sharded::new(),
+            claims: Sharded::new(),
+            metrics,
+        }
     }
 
     /// Adds stream `stream` of `endpoint` as `peer` in `topic`. Returns the PeerAvailable events of
@@ -172,18 +183,32 @@ impl Hub {
             }
             for_joiner.push(peer_available(key, member.since));
         }
+        drop(topics);
+        self.memberships.lock(peer).entry(peer.clone()).or_default().insert(topic.clone());
         for_joiner
     }
 
     /// Removes stream `stream` of connection `conn` from `topic`; when it was the peer's last
     /// registration there, the other members get PeerLeft.
     pub(crate) fn leave(&self, topic: &Key, peer: &Key, conn: u64, stream: i32) {
+        self.remove_registrations(topic, peer, |registration| registration.is(conn, stream));
+    }
+
+    /// Removes the registrations of `peer` in `topic` that `matches` picks, and the member itself
+    /// with its last registration (announcing PeerLeft). Returns the removed registrations.
+    fn remove_registrations(
+        &self,
+        topic: &Key,
+        peer: &Key,
+        matches: impl Fn(&Registration) -> bool,
+    ) -> Vec<Registration> {
         let mut topics = self.topics.lock(topic);
-        let Some(state) = topics.get_mut(topic) else { return };
-        let Some(member) = state.members.get_mut(peer) else { return };
-        member.registrations.retain(|registration| !registration.is(conn, stream));
+        let Some(state) = topics.get_mut(topic) else { return Vec::new() };
+        let Some(member) = state.members.get_mut(peer) else { return Vec::new() };
+        let (removed, kept) = std::mem::take(&mut member.registrations).into_iter().partition(|r| matches(r));
+        member.registrations = kept;
         if !member.registrations.is_empty() {
-            return;
+            return removed;
         }
         state.members.remove(peer);
         self.metrics.members.dec();
@@ -197,6 +222,15 @@ impl Hub {
             topics.remove(topic);
             self.metrics.topics.dec();
         }
+        drop(topics);
+        let mut memberships = self.memberships.lock(peer);
+        if let Some(joined) = memberships.get_mut(peer) {
+            joined.remove(topic);
+            if joined.is_empty() {
+                memberships.remove(peer);
+            }
+        }
+        removed
     }
 
     /// Opens an inbox stream for `peer`.
@@ -241,10 +275,22 @@ impl Hub {
         self.claims.lock(peer).contains_key(peer)
     }
 
-    /// Records that an authenticated session holds `peer`, and withdraws the inboxes of `peer` that
-    /// unauthenticated sessions opened: from now on only proven holders read it.
+    /// Records that an authenticated session holds `peer`, and withdraws what unauthenticated
+    /// sessions opened as `peer` (its joins and its inboxes): from now on only proven holders use it.
     pub(crate) fn claim(&self, peer: &Key) {
         *self.claims.lock(peer).entry(peer.clone()).or_default() += 1;
+        let topics: Vec<Key> = self
+            .memberships
+            .lock(peer)
+            .get(peer)
+            .map(|joined| joined.iter().cloned().collect())
+            .unwrap_or_default();
+        for topic in topics {
+            for revoked in self.remove_registrations(&topic, peer, |registration| !registration.authenticated)
+            {
+                let _ = revoked.endpoint.tx.try_send(Outbound::Revoke { stream: revoked.stream });
+            }
+        }
         let mut inboxes = self.inboxes.lock(peer);
         if let Some(registrations) = inboxes.get_mut(peer) {
             registrations.retain(|registration| {

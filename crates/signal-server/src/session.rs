@@ -295,22 +295,27 @@ impl Session {
                 let payload = Any { type_url: ".dxos.mesh.signal.Message".into(), value: message.to_vec() };
                 frame_of(response(stream, response::Content::Payload(payload)))
             }),
-            Outbound::Revoke { stream } => self.inboxes.remove(&stream).map(|_| {
-                error_frame(stream, codes::UNAUTHORIZED, "an authenticated session claimed this key")
-            }),
+            // The hub already removed the registration; only this side's record is left.
+            Outbound::Revoke { stream } => {
+                let revoked = self.joins.remove(&stream).is_some() || self.inboxes.remove(&stream).is_some();
+                revoked.then(|| {
+                    error_frame(stream, codes::UNAUTHORIZED, "an authenticated session claimed this key")
+                })
+            }
         }
     }
 
-    /// Leaves every topic, closes every inbox and releases every claim of this connection.
+    /// Releases every claim, leaves every topic and closes every inbox of this connection.
+    /// Claims go first, so that whoever sees this peer's PeerLeft may already use its key.
     pub(crate) fn close(&mut self, hub: &Hub) {
+        for peer in self.proven.drain() {
+            hub.release(&peer);
+        }
         for (id, (topic, peer)) in self.joins.drain() {
             hub.leave(&topic, &peer, self.endpoint.conn, id);
         }
         for (id, peer) in self.inboxes.drain() {
             hub.unsubscribe(&peer, self.endpoint.conn, id);
-        }
-        for peer in self.proven.drain() {
-            hub.release(&peer);
         }
     }
 }

@@ -32,12 +32,16 @@ mod auth;
 mod client;
 mod error;
 mod event;
+mod manager;
+mod memory;
 mod messenger;
 
 pub use api::Signal;
 pub use client::{Client, ClientConfig, Timeouts};
 pub use error::SignalError;
 pub use event::{ConnectionState, Event, SignalMessage};
+pub use manager::{Manager, Merge};
+pub use memory::{MemoryNetwork, MemorySignal};
 pub use messenger::{
     Messenger, MessengerConfig, MessengerCore, Output as MessengerOutput, Token as MessengerToken,
 };

@@ -63,3 +63,34 @@ async fn peer_left_when_a_client_goes_away() {
     // Dropping the last handle closes the socket; the server tells the others.
     wait_left(&mut a_events, topic, bob).await;
 }
+
+#[tokio::test]
+async fn an_authenticated_client_joins_a_server_that_requires_it() {
+    use mesh_keys::Keypair;
+    use mesh_signal::ClientConfig;
+    use mesh_signal_server::{AuthPolicy, Config};
+
+    let server = server_with(Config { auth: AuthPolicy::Required, ..Config::default() }).await;
+    let (alice, bob, topic) = (Keypair::generate(), Keypair::generate(), topic());
+    let connect = |identity: &Keypair| {
+        Client::with_config(ClientConfig {
+            identities: vec![identity.clone()],
+            ..ClientConfig::new(server.url())
+        })
+        .unwrap()
+    };
+    let (a, b) = (connect(&alice), connect(&bob));
+    let mut a_events = a.events();
+    a.join(topic, alice.public()).await.unwrap();
+    b.subscribe(bob.public()).await.unwrap();
+    b.join(topic, bob.public()).await.unwrap();
+    wait_available(&mut a_events, topic, bob.public()).await;
+    let mut b_events = b.events();
+    a.send(message(alice.public(), bob.public(), "proven")).await.unwrap();
+    assert_eq!(wait_message(&mut b_events, bob.public()).await.payload.value, b"proven");
+    // Sending as someone else is refused with the server's reason.
+    let forged = a.send(message(bob.public(), alice.public(), "forged")).await;
+    assert!(
+        matches!(forged, Err(mesh_signal::SignalError::Refused { ref name, .. }) if name == "UNAUTHORIZED")
+    );
+}

@@ -6,9 +6,10 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{dxos::DxosPeer, *};
+use mesh_keys::Keypair;
 use mesh_proto::Any;
-use mesh_signal::{Client, Messenger, Signal};
-use mesh_signal_server::Config;
+use mesh_signal::{Client, ClientConfig, Messenger, Signal};
+use mesh_signal_server::{AuthPolicy, Config};
 
 fn text(body: &str) -> Any {
     Any { type_url: "mesh.test.Text".into(), value: body.as_bytes().to_vec() }
@@ -88,5 +89,32 @@ async fn clients_rejoin_after_the_server_restarts_on_the_same_port() {
     dxos.send(rust_key, "dxos after restart").await;
     let received = tokio::time::timeout(PATIENCE, inbox.recv()).await.unwrap().unwrap();
     assert_eq!(received.payload.value, b"dxos after restart");
+    dxos.exit().await;
+}
+
+#[tokio::test]
+async fn dxos_clients_keep_working_beside_authenticated_rust_peers_in_optional_mode() {
+    let server = server_with(Config { auth: AuthPolicy::Optional, ..Config::default() }).await;
+    let (topic, identity) = (topic(), Keypair::generate());
+    let rust_key = identity.public();
+    let client =
+        Client::with_config(ClientConfig { identities: vec![identity], ..ClientConfig::new(server.url()) })
+            .unwrap();
+    let mut events = client.events();
+    let messenger = Messenger::new(Arc::new(client.clone()));
+    let mut inbox = messenger.listen(rust_key, None).await.unwrap();
+    client.join(topic, rust_key).await.unwrap();
+    let mut dxos = DxosPeer::spawn(&[server.url()]).await;
+    dxos.join(topic).await;
+    wait_available(&mut events, topic, dxos.key).await;
+    dxos.wait_available(topic, rust_key).await;
+
+    messenger.send(rust_key, dxos.key, text("proven sender")).await.expect("DXOS acknowledged");
+    dxos.wait_message(rust_key, "proven sender").await;
+    dxos.send(rust_key, "unproven sender").await;
+    let received = tokio::time::timeout(PATIENCE, inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(received.payload.value, b"unproven sender");
+    dxos.wait_delivered("unproven sender").await;
+    assert_eq!(server.stats().auth_failures, 0);
     dxos.exit().await;
 }

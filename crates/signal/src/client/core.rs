@@ -56,10 +56,12 @@ pub(crate) enum Output {
     SendResult(SendToken, Result<(), SignalError>),
 }
 
+/// A stream the client keeps open. Inboxes order first, so that after a reconnect a peer can
+/// receive messages before it announces itself.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum StreamKind {
-    Join(DiscoveryKey, PublicKey),
     Inbox(PublicKey),
+    Join(DiscoveryKey, PublicKey),
 }
 
 #[derive(Debug)]

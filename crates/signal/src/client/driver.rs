@@ -82,7 +82,7 @@ impl Driver {
                     .min();
             tokio::select! {
                 command = self.commands.recv() => {
-                    let now = Instant::now();
+                    let now = now();
                     match command {
                         None => break,
                         Some(Command::Join(topic, peer)) => self.core.join(now, topic, peer),
@@ -106,7 +106,7 @@ impl Driver {
                             socket = Some(ws);
                             backoff.reset();
                             ping_at = Some(tokio::time::Instant::now() + self.config.ping_interval);
-                            self.core.on_connected(Instant::now());
+                            self.core.on_connected(now());
                             self.status(ConnectionState::Connected);
                         }
                         Err(err) => {
@@ -119,7 +119,7 @@ impl Driver {
                     if socket.is_some() =>
                 {
                     let lost = match frame {
-                        Some(Ok(WsMessage::Binary(bytes))) => self.core.handle_frame(Instant::now(), &bytes).is_err(),
+                        Some(Ok(WsMessage::Binary(bytes))) => self.core.handle_frame(now(), &bytes).is_err(),
                         Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => true,
                         Some(Ok(_)) => false,
                     };
@@ -200,4 +200,9 @@ async fn flush(ws: &mut Socket, core: &mut Core) -> Result<(), tokio_tungstenite
         wrote = true;
     }
     if wrote { ws.flush().await } else { Ok(()) }
+}
+
+/// The current time on tokio's clock, which tests may pause and advance.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

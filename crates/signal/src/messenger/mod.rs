@@ -59,7 +59,7 @@ impl Messenger {
     pub fn with_config(signal: Arc<dyn Signal>, config: MessengerConfig) -> Self {
         let (commands, receiver) = mpsc::channel(256);
         let task = Task {
-            core: MessengerCore::new(config, Instant::now()),
+            core: MessengerCore::new(config, now()),
             signal: signal.clone(),
             events: signal.events(),
             commands: receiver,
@@ -129,14 +129,14 @@ impl Task {
                         self.next_token += 1;
                         self.replies.insert(self.next_token, reply);
                         let id = PublicKey::random();
-                        self.core.send(Instant::now(), self.next_token, id, author, recipient, payload);
+                        self.core.send(now(), self.next_token, id, author, recipient, payload);
                     }
                     Some(Command::Listen { recipient, payload_type, sender }) => {
                         self.listeners.entry((recipient, payload_type)).or_default().push(sender);
                     }
                 },
                 event = self.events.recv() => match event {
-                    Ok(Event::Message(message)) => self.core.handle_message(Instant::now(), message),
+                    Ok(Event::Message(message)) => self.core.handle_message(now(), message),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         warn!(missed, "messenger fell behind signaling; missed messages will be resent");
@@ -148,7 +148,7 @@ impl Task {
                         Some(deadline) => sleep_until(deadline).await,
                         None => std::future::pending().await,
                     }
-                } => self.core.handle_timeout(Instant::now()),
+                } => self.core.handle_timeout(now()),
             }
         }
     }
@@ -195,4 +195,9 @@ impl Task {
             }
         }
     }
+}
+
+/// The current time on tokio's clock, which tests may pause and advance.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }

@@ -1,0 +1,48 @@
+//! The plain HTTP endpoints: readiness on the signal path, metrics, and errors elsewhere.
+
+mod common;
+
+use common::*;
+use mesh_signal_server::Config;
+
+#[tokio::test]
+async fn plain_get_on_the_signal_path_answers_200() {
+    let server = server_with(Config::default()).await;
+    let (status, body) = http_get(server.local_addr(), "/.well-known/dx/signal").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("ready"));
+    let (status, _) = http_get(server.local_addr(), "/nothing").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+#[tokio::test]
+async fn metrics_count_connections_topics_members_and_relays() {
+    let server = server_with(Config::default()).await;
+    let (topic, alice, bob) = (key(), key(), key());
+    let mut a = RawClient::connect(&server.url()).await;
+    a.join(0, topic, alice).await;
+    a.expect_ready(0).await;
+    a.receive(1, alice).await;
+    a.expect_ready(1).await;
+    let mut b = RawClient::connect(&server.url()).await;
+    b.join(0, topic, bob).await;
+    b.expect_ready(0).await;
+    b.expect_event(0).await;
+    b.send_message(1, bob, alice, b"hi").await;
+    b.expect_reply(1).await;
+    a.expect_event(0).await;
+    a.expect_message(1).await;
+
+    let (status, body) = http_get(server.local_addr(), "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for line in [
+        "mesh_signal_connections 2",
+        "mesh_signal_topics 1",
+        "mesh_signal_members 2",
+        "mesh_signal_messages_relayed_total 1",
+        "mesh_signal_frames_rejected_total 0",
+        "mesh_signal_rate_limited_total 0",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
+    }
+}
