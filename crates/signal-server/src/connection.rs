@@ -29,7 +29,7 @@ use crate::{
     session::{Session, Violation},
 };
 
-/// Frames written before flushing, so one busy stream cannot delay a flush indefinitely.
+/// Frames fed before flushing, so a busy connection cannot delay a flush indefinitely.
 const WRITE_BATCH: usize = 64;
 /// How long a close handshake may take before the socket is just dropped.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -41,6 +41,7 @@ enum Ending {
     Idle,
     Overloaded,
     ShuttingDown,
+    Aborted,
     Violation(Violation),
     Transport(String),
 }
@@ -62,29 +63,41 @@ pub(crate) async fn run<S>(
     shared.metrics.connections.inc();
     debug!(conn, "connection opened");
 
-    let mut idle_deadline = tokio::time::Instant::now() + limits.idle_timeout;
+    // These futures are polled on every wake-up, so they are made once rather than per loop, and
+    // the connection watches a child of the server-wide shutdown token: polling a token locks its
+    // node, and a node per connection keeps connections from contending for one lock.
+    let shutdown = shutdown.child_token();
+    let stopping = shutdown.cancelled();
+    let overloading = overloaded.cancelled();
+    // The idle timer is re-armed when it fires rather than on every frame.
+    let mut last_input = tokio::time::Instant::now();
+    let idle = sleep_until(last_input + limits.idle_timeout);
+    tokio::pin!(stopping, overloading, idle);
+    // Frames fed to the WebSocket since the last flush. They go out together when nothing else is
+    // ready (or a batch is full): under load, replies and deliveries share socket writes.
+    let mut unflushed = 0;
     let ending = loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break Ending::ShuttingDown,
-            () = overloaded.cancelled() => break Ending::Overloaded,
+            () = &mut stopping => break Ending::ShuttingDown,
+            () = &mut overloading => break Ending::Overloaded,
             // Finish delivering what others sent before taking new requests.
             Some(outbound) = rx.recv() => {
-                if let Err(err) = write_outbound(&mut ws, &mut session, outbound, &mut rx).await {
-                    break Ending::Transport(err.to_string());
+                match feed_outbound(&mut ws, &mut session, outbound, &mut rx).await {
+                    Ok(fed) => unflushed += fed,
+                    Err(err) => break Ending::Transport(err.to_string()),
                 }
             }
             incoming = ws.next() => {
-                idle_deadline = tokio::time::Instant::now() + limits.idle_timeout;
+                last_input = tokio::time::Instant::now();
                 match incoming {
                     None | Some(Ok(WsMessage::Close(_))) => break Ending::ClientClosed,
                     Some(Ok(WsMessage::Binary(frame))) => {
                         match session.handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics) {
-                            Ok(replies) => {
-                                if let Err(err) = write_all(&mut ws, replies).await {
-                                    break Ending::Transport(err.to_string());
-                                }
-                            }
+                            Ok(replies) => match feed_all(&mut ws, replies).await {
+                                Ok(fed) => unflushed += fed,
+                                Err(err) => break Ending::Transport(err.to_string()),
+                            },
                             Err(violation) => {
                                 shared.metrics.frames_rejected.inc();
                                 break Ending::Violation(violation);
@@ -101,14 +114,33 @@ pub(crate) async fn run<S>(
                     }
                 }
             }
-            () = sleep_until(idle_deadline) => break Ending::Idle,
+            () = &mut idle => {
+                let deadline = last_input + limits.idle_timeout;
+                if deadline <= tokio::time::Instant::now() {
+                    break Ending::Idle;
+                }
+                idle.as_mut().reset(deadline);
+            }
+            // Nothing above is ready: write out what was fed.
+            () = std::future::ready(()), if unflushed > 0 => {
+                if let Err(err) = ws.flush().await {
+                    break Ending::Transport(err.to_string());
+                }
+                unflushed = 0;
+            }
+        }
+        if unflushed >= WRITE_BATCH {
+            if let Err(err) = ws.flush().await {
+                break Ending::Transport(err.to_string());
+            }
+            unflushed = 0;
         }
     };
 
     session.close(&shared.hub);
     shared.metrics.connections.dec();
     let close = match &ending {
-        Ending::ClientClosed | Ending::Transport(_) => None,
+        Ending::ClientClosed | Ending::Transport(_) | Ending::Aborted => None,
         Ending::Idle => Some((CloseCode::Normal, "idle".to_owned())),
         Ending::Overloaded => Some((CloseCode::Again, "send queue full".to_owned())),
         Ending::ShuttingDown => Some((CloseCode::Away, "server shutting down".to_owned())),
@@ -125,44 +157,44 @@ pub(crate) async fn run<S>(
     }
 }
 
-async fn write_all<S>(
+/// Feeds `frames` to the WebSocket without flushing; returns how many.
+async fn feed_all<S>(
     ws: &mut WebSocketStream<S>,
     frames: Vec<Vec<u8>>,
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
+) -> Result<usize, tokio_tungstenite::tungstenite::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if frames.is_empty() {
-        return Ok(());
-    }
+    let count = frames.len();
     for frame in frames {
         ws.feed(WsMessage::Binary(frame.into())).await?;
     }
-    ws.flush().await
+    Ok(count)
 }
 
-/// Writes `first` and whatever else is already queued (up to a batch), then flushes once.
-async fn write_outbound<S>(
+/// Feeds `first` and whatever else is already queued (up to a batch) without flushing; returns
+/// how many frames it fed.
+async fn feed_outbound<S>(
     ws: &mut WebSocketStream<S>,
     session: &mut Session,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
+) -> Result<usize, tokio_tungstenite::tungstenite::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut next = Some(first);
-    let mut written = 0;
+    let mut fed = 0;
     while let Some(outbound) = next.take() {
         if let Some(frame) = session.outbound(outbound) {
             ws.feed(WsMessage::Binary(frame.into())).await?;
-            written += 1;
+            fed += 1;
         }
-        if written < WRITE_BATCH {
+        if fed < WRITE_BATCH {
             next = rx.try_recv().ok();
         }
     }
-    if written > 0 { ws.flush().await } else { Ok(()) }
+    Ok(fed)
 }
 
 fn is_capacity_error(err: &tokio_tungstenite::tungstenite::Error) -> bool {

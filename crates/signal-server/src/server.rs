@@ -57,6 +57,8 @@ pub enum StartError {
 /// State shared by every connection task.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// Cancelled by [`Server::abort`]: connections drop their sockets without a close frame.
+    pub(crate) aborted: CancellationToken,
     pub(crate) hub: Hub,
     pub(crate) metrics: Arc<Metrics>,
     open_sockets: AtomicUsize,
@@ -91,6 +93,7 @@ impl Server {
             hub: Hub::new(metrics.clone()),
             metrics,
             config,
+            aborted: CancellationToken::new(),
             open_sockets: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
         });
@@ -141,6 +144,17 @@ impl Server {
             warn!("signal server stopped with connections still closing");
         }
         finished
+    }
+}
+
+impl Server {
+    /// Stops at once, as if the process died: every socket is closed without a WebSocket close
+    /// frame, so clients see their connection drop. For tests of client recovery.
+    pub async fn abort(self) {
+        self.shared.aborted.cancel();
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
     }
 }
 
