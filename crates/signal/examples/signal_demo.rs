@@ -22,7 +22,8 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let (a, b) = (Client::connect(server.url())?, Client::connect(server.url())?);
     let mut a_events = a.events();
-    let (a_messenger, b_messenger) = (Messenger::new(Arc::new(a.clone())), Messenger::new(Arc::new(b.clone())));
+    let (a_messenger, b_messenger) =
+        (Messenger::new(Arc::new(a.clone())), Messenger::new(Arc::new(b.clone())));
     let mut a_inbox = a_messenger.listen(alice, None).await?;
     let mut b_inbox = b_messenger.listen(bob, None).await?;
     a.join(topic, alice).await?;

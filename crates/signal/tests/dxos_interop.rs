@@ -3,17 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{dxos::DxosPeer, *};
 use mesh_keys::Keypair;
-use mesh_proto::Any;
-use mesh_signal::{Client, ClientConfig, Messenger, Signal};
+use mesh_signal::ClientConfig;
 use mesh_signal_server::{AuthPolicy, Config};
-
-fn text(body: &str) -> Any {
-    Any { type_url: "mesh.test.Text".into(), value: body.as_bytes().to_vec() }
-}
 
 #[tokio::test]
 async fn two_dxos_clients_meet_exchange_a_reliable_message_and_see_the_leave() {
@@ -39,25 +32,20 @@ async fn two_dxos_clients_meet_exchange_a_reliable_message_and_see_the_leave() {
 #[tokio::test]
 async fn dxos_and_rust_clients_exchange_reliable_messages_both_ways() {
     let server = server().await;
-    let (topic, rust_key) = (topic(), peer());
+    let topic = topic();
     let mut dxos = DxosPeer::spawn(&[server.url()]).await;
-    let client = Client::connect(server.url()).unwrap();
-    let mut events = client.events();
-    let messenger = Messenger::new(Arc::new(client.clone()));
-    let mut inbox = messenger.listen(rust_key, None).await.unwrap();
-
-    client.join(topic, rust_key).await.unwrap();
+    let mut rust = RustPeer::join(ClientConfig::new(server.url()), peer(), topic).await;
     dxos.join(topic).await;
-    wait_available(&mut events, topic, dxos.key).await;
-    dxos.wait_available(topic, rust_key).await;
+    wait_available(&mut rust.events, topic, dxos.key).await;
+    dxos.wait_available(topic, rust.key).await;
 
-    dxos.send(rust_key, "from dxos").await;
-    let received = tokio::time::timeout(PATIENCE, inbox.recv()).await.unwrap().unwrap();
+    dxos.send(rust.key, "from dxos").await;
+    let received = rust.receive().await;
     assert_eq!((received.author, received.payload.value.as_slice()), (dxos.key, b"from dxos".as_slice()));
     dxos.wait_delivered("from dxos").await;
 
-    messenger.send(rust_key, dxos.key, text("from rust")).await.expect("DXOS acknowledged");
-    dxos.wait_message(rust_key, "from rust").await;
+    rust.send(dxos.key, "from rust").await;
+    dxos.wait_message(rust.key, "from rust").await;
     dxos.exit().await;
 }
 
@@ -65,30 +53,24 @@ async fn dxos_and_rust_clients_exchange_reliable_messages_both_ways() {
 async fn clients_rejoin_after_the_server_restarts_on_the_same_port() {
     let first = server().await;
     let listen = first.local_addr();
-    let url = first.url();
-    let (topic, rust_key) = (topic(), peer());
-    let mut dxos = DxosPeer::spawn(std::slice::from_ref(&url)).await;
-    let client = Client::connect(url.clone()).unwrap();
-    let mut events = client.events();
-    let messenger = Messenger::new(Arc::new(client.clone()));
-    let mut inbox = messenger.listen(rust_key, None).await.unwrap();
-    client.join(topic, rust_key).await.unwrap();
+    let topic = topic();
+    let mut dxos = DxosPeer::spawn(&[first.url()]).await;
+    let mut rust = RustPeer::join(ClientConfig::new(first.url()), peer(), topic).await;
     dxos.join(topic).await;
-    wait_available(&mut events, topic, dxos.key).await;
+    wait_available(&mut rust.events, topic, dxos.key).await;
 
     // Kill the server: every connection drops at once, without a close handshake.
     first.abort().await;
     let _second = server_with(Config { listen, ..Config::default() }).await;
 
     // Both clients reconnect and rejoin by themselves: each sees the other again.
-    wait_available(&mut events, topic, dxos.key).await;
-    dxos.wait_available(topic, rust_key).await;
+    wait_available(&mut rust.events, topic, dxos.key).await;
+    dxos.wait_available(topic, rust.key).await;
 
-    messenger.send(rust_key, dxos.key, text("after restart")).await.expect("DXOS acknowledged");
-    dxos.wait_message(rust_key, "after restart").await;
-    dxos.send(rust_key, "dxos after restart").await;
-    let received = tokio::time::timeout(PATIENCE, inbox.recv()).await.unwrap().unwrap();
-    assert_eq!(received.payload.value, b"dxos after restart");
+    rust.send(dxos.key, "after restart").await;
+    dxos.wait_message(rust.key, "after restart").await;
+    dxos.send(rust.key, "dxos after restart").await;
+    assert_eq!(rust.receive().await.payload.value, b"dxos after restart");
     dxos.exit().await;
 }
 
@@ -96,24 +78,18 @@ async fn clients_rejoin_after_the_server_restarts_on_the_same_port() {
 async fn dxos_clients_keep_working_beside_authenticated_rust_peers_in_optional_mode() {
     let server = server_with(Config { auth: AuthPolicy::Optional, ..Config::default() }).await;
     let (topic, identity) = (topic(), Keypair::generate());
-    let rust_key = identity.public();
-    let client =
-        Client::with_config(ClientConfig { identities: vec![identity], ..ClientConfig::new(server.url()) })
-            .unwrap();
-    let mut events = client.events();
-    let messenger = Messenger::new(Arc::new(client.clone()));
-    let mut inbox = messenger.listen(rust_key, None).await.unwrap();
-    client.join(topic, rust_key).await.unwrap();
+    let key = identity.public();
+    let config = ClientConfig { identities: vec![identity], ..ClientConfig::new(server.url()) };
+    let mut rust = RustPeer::join(config, key, topic).await;
     let mut dxos = DxosPeer::spawn(&[server.url()]).await;
     dxos.join(topic).await;
-    wait_available(&mut events, topic, dxos.key).await;
-    dxos.wait_available(topic, rust_key).await;
+    wait_available(&mut rust.events, topic, dxos.key).await;
+    dxos.wait_available(topic, rust.key).await;
 
-    messenger.send(rust_key, dxos.key, text("proven sender")).await.expect("DXOS acknowledged");
-    dxos.wait_message(rust_key, "proven sender").await;
-    dxos.send(rust_key, "unproven sender").await;
-    let received = tokio::time::timeout(PATIENCE, inbox.recv()).await.unwrap().unwrap();
-    assert_eq!(received.payload.value, b"unproven sender");
+    rust.send(dxos.key, "proven sender").await;
+    dxos.wait_message(rust.key, "proven sender").await;
+    dxos.send(rust.key, "unproven sender").await;
+    assert_eq!(rust.receive().await.payload.value, b"unproven sender");
     dxos.wait_delivered("unproven sender").await;
     assert_eq!(server.stats().auth_failures, 0);
     dxos.exit().await;

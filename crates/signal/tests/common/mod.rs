@@ -103,3 +103,39 @@ pub async fn wait_all_available(
     })
     .await
 }
+
+/// A Rust peer as an application runs one: a client, a messenger listening on its inbox, and a
+/// join to `topic`.
+pub struct RustPeer {
+    pub key: PublicKey,
+    pub client: mesh_signal::Client,
+    pub events: broadcast::Receiver<Event>,
+    pub messenger: mesh_signal::Messenger,
+    pub inbox: tokio::sync::mpsc::Receiver<SignalMessage>,
+}
+
+impl RustPeer {
+    pub async fn join(config: mesh_signal::ClientConfig, key: PublicKey, topic: DiscoveryKey) -> Self {
+        use mesh_signal::Signal;
+        let client = mesh_signal::Client::with_config(config).expect("valid client config");
+        let events = client.events();
+        let messenger = mesh_signal::Messenger::new(std::sync::Arc::new(client.clone()));
+        let inbox = messenger.listen(key, None).await.expect("inbox opens");
+        client.join(topic, key).await.expect("join recorded");
+        Self { key, client, events, messenger, inbox }
+    }
+
+    /// Sends `text` reliably; fails the test unless `to` acknowledges it.
+    pub async fn send(&self, to: PublicKey, text: &str) {
+        let payload = Any { type_url: "mesh.test.Text".into(), value: text.as_bytes().to_vec() };
+        self.messenger.send(self.key, to, payload).await.expect("the recipient acknowledged");
+    }
+
+    /// The next message in the inbox.
+    pub async fn receive(&mut self) -> SignalMessage {
+        tokio::time::timeout(PATIENCE, self.inbox.recv())
+            .await
+            .expect("a message in time")
+            .expect("inbox open")
+    }
+}
