@@ -1,0 +1,127 @@
+//! The transport abstraction.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+use mesh_keys::{DiscoveryKey, PublicKey};
+use mesh_proto::Struct;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::mpsc,
+};
+
+/// Signals a transport may have waiting to be sent at once; transports send a handful each.
+const SIGNAL_QUEUE: usize = 64;
+
+/// A bidirectional byte stream between two peers.
+pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
+
+/// The byte stream a connected transport yields.
+pub type ByteStream = Box<dyn AsyncStream>;
+
+/// Where a transport puts the signals (`dxos.mesh.swarm.Signal.payload` Structs) for the remote.
+#[derive(Debug, Clone)]
+pub struct SignalSink(mpsc::Sender<Struct>);
+
+impl SignalSink {
+    /// A sink and the receiver the swarm reads the signals from.
+    pub fn channel() -> (Self, mpsc::Receiver<Struct>) {
+        let (sender, receiver) = mpsc::channel(SIGNAL_QUEUE);
+        (Self(sender), receiver)
+    }
+
+    /// Queues a signal for the remote.
+    pub async fn send(&self, signal: Struct) -> Result<(), TransportError> {
+        self.0.send(signal).await.map_err(|_| TransportError::Closed)
+    }
+}
+
+/// Which transport a factory makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// In-process pipes.
+    Memory,
+    /// TCP, DXOS-compatible.
+    Tcp,
+    /// WebRTC data channels.
+    WebRtc,
+}
+
+/// What a transport needs to know about its connection.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// This peer.
+    pub own: PublicKey,
+    /// The peer to connect to.
+    pub remote: PublicKey,
+    /// The swarm the connection belongs to.
+    pub topic: DiscoveryKey,
+    /// Whether this side initiated the connection (sent the offer).
+    pub initiator: bool,
+    /// The connection attempt's id, shared by both sides.
+    pub session: PublicKey,
+    /// Where to put signals for the remote.
+    pub signals: SignalSink,
+}
+
+/// Bytes and packets through a transport so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Bytes written to the stream.
+    pub bytes_sent: u64,
+    /// Bytes read from the stream.
+    pub bytes_received: u64,
+}
+
+/// Why a transport failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The transport was closed (by either side, or before it connected).
+    #[error("transport closed")]
+    Closed,
+    /// A signal from the remote could not be understood.
+    #[error("bad signal: {0}")]
+    BadSignal(String),
+    /// The operating system refused an operation.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        source: Arc<std::io::Error>,
+    },
+    /// The connection never came up (for the memory transport: it was chosen to be lost).
+    #[error("connection failed: {0}")]
+    Failed(String),
+}
+
+impl TransportError {
+    pub(crate) fn io(context: &'static str, source: std::io::Error) -> Self {
+        Self::Io { context, source: Arc::new(source) }
+    }
+}
+
+/// One connection attempt's transport.
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Starts connecting. The initiator's first signals go to the sink.
+    async fn open(&self) -> Result<(), TransportError>;
+    /// Takes a signal from the remote.
+    async fn signal(&self, payload: Struct) -> Result<(), TransportError>;
+    /// Waits until the byte stream is up and hands it over; a second call gets
+    /// [`TransportError::Closed`].
+    async fn connected(&self) -> Result<ByteStream, TransportError>;
+    /// Stops connecting, or closes the stream if it was not handed over yet.
+    async fn close(&self);
+    /// Traffic so far.
+    fn stats(&self) -> TransportStats;
+}
+
+/// Makes transports of one kind.
+pub trait TransportFactory: Send + Sync {
+    /// A transport for one connection attempt.
+    fn create(&self, options: TransportOptions) -> Arc<dyn Transport>;
+    /// The kind of transport made.
+    fn kind(&self) -> TransportKind;
+}

@@ -1,0 +1,47 @@
+//! Transports: how two peers of a swarm get a byte stream between them.
+//!
+//! A [`Transport`] is created for one connection attempt (own key, remote key, topic, initiator
+//! flag, session id) with a [`SignalSink`] for the signals it must send to the remote side through
+//! signaling. The swarm passes it the remote's signals with [`Transport::signal`], and
+//! [`Transport::connected`] yields the byte stream that Teleport runs over.
+//!
+//! - [`tcp::TcpTransport`]: DXOS-compatible TCP. The initiator listens and signals `{port}` (plus
+//!   an optional `host`, which DXOS ignores); the other side dials it.
+//! - [`memory::MemoryTransport`]: in-process pipes with configurable latency, bandwidth and
+//!   connection loss, for tests and simulation.
+//!
+//! WebRTC implements the same trait in its own crate.
+//!
+//! ```
+//! use mesh_keys::{DiscoveryKey, Keypair};
+//! use mesh_transport::{TransportFactory, TransportOptions, memory::MemoryTransportFactory};
+//!
+//! # async fn run() -> Result<(), mesh_transport::TransportError> {
+//! let factory = MemoryTransportFactory::default();
+//! let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
+//! let topic = DiscoveryKey::from_party(&alice);
+//! let session = Keypair::generate().public();
+//! let (a_signals, mut to_bob) = mesh_transport::SignalSink::channel();
+//! let (b_signals, _to_alice) = mesh_transport::SignalSink::channel();
+//! let a = factory.create(TransportOptions { own: alice, remote: bob, topic, initiator: true, session, signals: a_signals });
+//! let b = factory.create(TransportOptions { own: bob, remote: alice, topic, initiator: false, session, signals: b_signals });
+//! a.open().await?;
+//! b.open().await?;
+//! while let Ok(signal) = to_bob.try_recv() {
+//!     b.signal(signal).await?;
+//! }
+//! let (_stream_a, _stream_b) = (a.connected().await?, b.connected().await?);
+//! # Ok(()) }
+//! ```
+
+mod api;
+pub mod memory;
+mod metered;
+mod pipe;
+pub mod tcp;
+
+pub use api::{
+    ByteStream, SignalSink, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
+    TransportStats,
+};
+pub use metered::Metered;
