@@ -1,0 +1,76 @@
+//! One connection attempt to a peer: its state, deadlines, and the transport signals buffered on
+//! their way in (before the transport exists) and out (batched).
+
+use std::time::{Duration, Instant};
+
+use mesh_keys::PublicKey;
+use mesh_proto::Struct;
+
+use crate::ConnectionState;
+
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) session: PublicKey,
+    pub(crate) initiator: bool,
+    pub(crate) state: ConnectionState,
+    /// Initiator: the id of the offer awaiting an answer.
+    pub(crate) offer_id: Option<PublicKey>,
+    /// Responder: the id of the offer to answer once the connection has a place.
+    pub(crate) answer_to: Option<PublicKey>,
+    /// When the current step (answer, or transport) times out.
+    pub(crate) deadline: Option<Instant>,
+    /// When the connection came up.
+    pub(crate) connected_at: Option<Instant>,
+    /// Signals from the remote that arrived before the transport was opened.
+    pub(crate) incoming: Vec<Struct>,
+    /// Signals for the remote waiting for the next batch.
+    pub(crate) outgoing: Vec<Struct>,
+    pub(crate) flush_at: Option<Instant>,
+    pub(crate) batch_delay: Duration,
+}
+
+impl Connection {
+    pub(crate) fn new(session: PublicKey, initiator: bool, batch_delay: Duration) -> Self {
+        Self {
+            session,
+            initiator,
+            state: ConnectionState::Created,
+            offer_id: None,
+            answer_to: None,
+            deadline: None,
+            connected_at: None,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            flush_at: None,
+            batch_delay,
+        }
+    }
+
+    /// Whether the connection is still being set up (DXOS's "establishment in progress").
+    pub(crate) fn establishing(&self) -> bool {
+        matches!(
+            self.state,
+            ConnectionState::Created | ConnectionState::Initial | ConnectionState::Connecting
+        )
+    }
+
+    /// Whether a transport was asked for (so it must be closed).
+    pub(crate) fn has_transport(&self) -> bool {
+        matches!(self.state, ConnectionState::Connecting | ConnectionState::Connected)
+    }
+
+    /// Queues an outgoing signal; returns true if a flush must be scheduled.
+    pub(crate) fn queue_signal(&mut self, now: Instant, payload: Struct) {
+        self.outgoing.push(payload);
+        if self.flush_at.is_none() {
+            self.flush_at = Some(now + self.batch_delay);
+        }
+    }
+
+    /// Takes the batch to send and doubles the delay before the next one, up to `max`.
+    pub(crate) fn take_batch(&mut self, max: Duration) -> Vec<Struct> {
+        self.flush_at = None;
+        self.batch_delay = (self.batch_delay * 2).min(max);
+        std::mem::take(&mut self.outgoing)
+    }
+}

@@ -1,0 +1,19 @@
+//! Swarms: the peers of one topic, the connections between them, and the topology that decides
+//! which connections to keep.
+//!
+//! [`Swarm`] is the sans-IO core of one topic: the peer and connection state machines (CREATED →
+//! INITIAL → CONNECTING → CONNECTED → CLOSED, or ABORTED on error or timeout), the glare rules, the
+//! reconnect backoff, the limit on connections being set up, and signal batching. A driver runs it
+//! on signaling, the reliable messenger and transports.
+
+mod config;
+mod connection;
+mod event;
+mod limiter;
+pub mod sim;
+mod swarm;
+pub mod topology;
+
+pub use config::SwarmConfig;
+pub use event::{CloseReason, ConnectionState, Event, Output};
+pub use swarm::Swarm;

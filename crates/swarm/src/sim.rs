@@ -1,0 +1,384 @@
+//! A deterministic, virtual-time network of swarm cores: signaling, the reliable messenger and the
+//! transports are modelled, everything else is the real [`Swarm`].
+//!
+//! Each node is one peer's [`Swarm`] for one topic. Messages between nodes arrive after a latency;
+//! a transport connects once both sides opened it and the responder received the initiator's
+//! signal (as with TCP's `{port}`), so signal batching and buffering are exercised too. Nothing
+//! here reads a clock: the harness jumps from one event to the next, so thousands of peers run in
+//! little time and the same seed always gives the same run.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BTreeSet, BinaryHeap},
+    time::{Duration, Instant},
+};
+
+use mesh_keys::{DiscoveryKey, PublicKey};
+use mesh_proto::{Struct, dxos::mesh::swarm::SwarmMessage};
+
+use crate::{Event, Output, Swarm};
+
+/// How the modelled network behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// One-way delay of signaling messages and PeerAvailable / PeerLeft.
+    pub message_latency: Duration,
+    /// Time from both sides opening a transport to it being up.
+    pub transport_delay: Duration,
+    /// How long the reliable messenger tries before reporting a message undeliverable.
+    pub undeliverable_after: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            message_latency: Duration::from_millis(5),
+            transport_delay: Duration::from_millis(20),
+            undeliverable_after: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Delivery {
+    Available { to: PublicKey, peer: PublicKey },
+    Left { to: PublicKey, peer: PublicKey },
+    Message { from: PublicKey, to: PublicKey, message: SwarmMessage, incarnation: u64 },
+    Undeliverable { to: PublicKey, peer: PublicKey, session: PublicKey, incarnation: u64 },
+    Connected { to: PublicKey, peer: PublicKey, session: PublicKey, incarnation: u64 },
+    Closed { to: PublicKey, peer: PublicKey, session: PublicKey, incarnation: u64 },
+}
+
+struct Node {
+    swarm: Swarm,
+    /// Bumped on every restart, so deliveries to an earlier incarnation are dropped.
+    incarnation: u64,
+}
+
+/// A transport being opened or open between two nodes.
+#[derive(Debug, Default)]
+struct Link {
+    opened: BTreeSet<PublicKey>,
+    initiator: Option<PublicKey>,
+    /// The responder received the initiator's signal.
+    signalled: bool,
+    up: bool,
+}
+
+/// A virtual network of swarm nodes on one topic.
+pub struct Sim {
+    config: SimConfig,
+    topic: DiscoveryKey,
+    now: Instant,
+    nodes: BTreeMap<PublicKey, Node>,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    deliveries: BTreeMap<u64, Delivery>,
+    next_seq: u64,
+    links: BTreeMap<PublicKey, Link>,
+    events: Vec<(Instant, PublicKey, Event)>,
+    /// Links that never come up (to test timeouts).
+    broken_links: bool,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("nodes", &self.nodes.len())
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// An empty network for `topic`, starting at `start`.
+    pub fn new(config: SimConfig, topic: DiscoveryKey, start: Instant) -> Self {
+        Self {
+            config,
+            topic,
+            now: start,
+            nodes: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            deliveries: BTreeMap::new(),
+            next_seq: 0,
+            links: BTreeMap::new(),
+            events: Vec::new(),
+            broken_links: false,
+        }
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Makes every transport opened from now on never come up.
+    pub fn break_links(&mut self, broken: bool) {
+        self.broken_links = broken;
+    }
+
+    /// Adds a node (a peer joining the topic); the others learn of it through signaling.
+    pub fn join(&mut self, swarm: Swarm) {
+        let own = swarm.own();
+        let incarnation = self.nodes.get(&own).map_or(0, |node| node.incarnation + 1);
+        let others: Vec<PublicKey> = self.nodes.keys().copied().filter(|k| *k != own).collect();
+        self.nodes.insert(own, Node { swarm, incarnation });
+        for other in others {
+            self.schedule(self.config.message_latency, Delivery::Available { to: other, peer: own });
+            self.schedule(self.config.message_latency, Delivery::Available { to: own, peer: other });
+        }
+    }
+
+    /// Removes a node as if its process died: its transports drop, and signaling reports it gone.
+    pub fn crash(&mut self, peer: PublicKey) {
+        if self.nodes.remove(&peer).is_none() {
+            return;
+        }
+        let sessions: Vec<PublicKey> = self
+            .links
+            .iter()
+            .filter(|(_, link)| link.opened.contains(&peer))
+            .map(|(session, _)| *session)
+            .collect();
+        for session in sessions {
+            self.drop_link(session, peer);
+        }
+        let others: Vec<PublicKey> = self.nodes.keys().copied().collect();
+        for other in others {
+            self.schedule(self.config.message_latency, Delivery::Left { to: other, peer });
+        }
+    }
+
+    /// Makes a node leave cleanly: it closes its connections, then signaling reports it gone.
+    pub fn leave(&mut self, peer: PublicKey) {
+        let now = self.now;
+        if let Some(node) = self.nodes.get_mut(&peer) {
+            node.swarm.leave(now);
+        }
+        self.drain(peer);
+        self.crash(peer);
+    }
+
+    /// The swarm of `peer`.
+    pub fn swarm(&self, peer: &PublicKey) -> Option<&Swarm> {
+        self.nodes.get(peer).map(|node| &node.swarm)
+    }
+
+    /// Every node's peers with a connection that is up.
+    pub fn connections(&self) -> BTreeMap<PublicKey, Vec<PublicKey>> {
+        self.nodes.iter().map(|(key, node)| (*key, node.swarm.connected())).collect()
+    }
+
+    /// The events the nodes reported so far, with when and by whom.
+    pub fn events(&self) -> &[(Instant, PublicKey, Event)] {
+        &self.events
+    }
+
+    /// Closes `peer`'s transport of its connection to `remote` with an error, as a failing
+    /// network would.
+    pub fn fail_connection(&mut self, peer: PublicKey, remote: PublicKey) {
+        let sessions: Vec<PublicKey> = self
+            .links
+            .iter()
+            .filter(|(_, link)| link.opened.contains(&peer) && link.opened.contains(&remote))
+            .map(|(session, _)| *session)
+            .collect();
+        for session in sessions {
+            self.links.remove(&session);
+            for (to, from) in [(peer, remote), (remote, peer)] {
+                let incarnation = self.incarnation(&to);
+                self.schedule(Duration::ZERO, Delivery::Closed { to, peer: from, session, incarnation });
+            }
+        }
+    }
+
+    /// Runs until `deadline`, or until nothing is left to happen.
+    pub fn run_until(&mut self, deadline: Instant) {
+        loop {
+            let keys: Vec<PublicKey> = self.nodes.keys().copied().collect();
+            for key in keys {
+                self.drain(key);
+            }
+            let next_delivery = self.queue.peek().map(|Reverse((at, _))| *at);
+            let next_timer = self.nodes.values().filter_map(|node| node.swarm.poll_timeout()).min();
+            let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else { break };
+            if next > deadline {
+                break;
+            }
+            self.now = self.now.max(next);
+            while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
+                if at > self.now {
+                    break;
+                }
+                self.queue.pop();
+                if let Some(delivery) = self.deliveries.remove(&seq) {
+                    self.deliver(delivery);
+                }
+            }
+            let now = self.now;
+            for node in self.nodes.values_mut() {
+                if node.swarm.poll_timeout().is_some_and(|at| at <= now) {
+                    node.swarm.handle_timeout(now);
+                }
+            }
+        }
+        self.now = self.now.max(deadline);
+    }
+
+    /// Runs for `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let deadline = self.now + duration;
+        self.run_until(deadline);
+    }
+
+    fn incarnation(&self, peer: &PublicKey) -> u64 {
+        self.nodes.get(peer).map_or(u64::MAX, |node| node.incarnation)
+    }
+
+    fn schedule(&mut self, delay: Duration, delivery: Delivery) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push(Reverse((self.now + delay, seq)));
+        self.deliveries.insert(seq, delivery);
+    }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        let now = self.now;
+        let current = |sim: &Self, to: &PublicKey, incarnation: u64| sim.incarnation(to) == incarnation;
+        match delivery {
+            Delivery::Available { to, peer } => {
+                if let Some(node) = self.nodes.get_mut(&to) {
+                    node.swarm.handle_peer_available(now, peer);
+                }
+            }
+            Delivery::Left { to, peer } => {
+                if let Some(node) = self.nodes.get_mut(&to) {
+                    node.swarm.handle_peer_left(now, peer);
+                }
+            }
+            Delivery::Message { from, to, message, incarnation } => {
+                if current(self, &to, incarnation)
+                    && let Some(node) = self.nodes.get_mut(&to)
+                {
+                    node.swarm.handle_message(now, from, message);
+                }
+            }
+            Delivery::Undeliverable { to, peer, session, incarnation } => {
+                if current(self, &to, incarnation)
+                    && let Some(node) = self.nodes.get_mut(&to)
+                {
+                    node.swarm.handle_undeliverable(now, peer, session);
+                }
+            }
+            Delivery::Connected { to, peer, session, incarnation } => {
+                if current(self, &to, incarnation)
+                    && let Some(node) = self.nodes.get_mut(&to)
+                {
+                    node.swarm.handle_transport_connected(now, peer, session);
+                }
+            }
+            Delivery::Closed { to, peer, session, incarnation } => {
+                if current(self, &to, incarnation)
+                    && let Some(node) = self.nodes.get_mut(&to)
+                {
+                    node.swarm.handle_transport_closed(now, peer, session, Some("connection closed".into()));
+                }
+            }
+        }
+    }
+
+    /// Carries out everything `peer`'s swarm asked for.
+    fn drain(&mut self, peer: PublicKey) {
+        loop {
+            let Some(output) = self.nodes.get_mut(&peer).and_then(|node| node.swarm.poll_output()) else {
+                return;
+            };
+            self.execute(peer, output);
+        }
+    }
+
+    fn execute(&mut self, from: PublicKey, output: Output) {
+        match output {
+            Output::Send { to, message } => {
+                if self.nodes.contains_key(&to) {
+                    let incarnation = self.incarnation(&to);
+                    self.schedule(
+                        self.config.message_latency,
+                        Delivery::Message { from, to, message, incarnation },
+                    );
+                } else if let Some(session) = message.session_id.as_ref().and_then(|s| s.to_key().ok()) {
+                    let incarnation = self.incarnation(&from);
+                    let delay = self.config.undeliverable_after;
+                    self.schedule(
+                        delay,
+                        Delivery::Undeliverable { to: from, peer: to, session, incarnation },
+                    );
+                }
+            }
+            Output::OpenTransport { peer, session, initiator } => {
+                let link = self.links.entry(session).or_default();
+                link.opened.insert(from);
+                if initiator {
+                    link.initiator = Some(from);
+                    // Like TCP's {port}: the initiator's transport announces itself to the responder.
+                    let now = self.now;
+                    if let Some(node) = self.nodes.get_mut(&from) {
+                        node.swarm.handle_transport_signal(
+                            now,
+                            peer,
+                            session,
+                            Struct::new().with("link", session.to_hex()),
+                        );
+                    }
+                }
+                self.check_link(session, from, peer);
+            }
+            Output::SignalTransport { peer, session, .. } => {
+                if let Some(link) = self.links.get_mut(&session)
+                    && link.initiator == Some(peer)
+                {
+                    link.signalled = true;
+                }
+                self.check_link(session, from, peer);
+            }
+            Output::CloseTransport { peer, session } => {
+                let _ = peer;
+                self.drop_link(session, from);
+            }
+            Output::Event(event) => self.events.push((self.now, from, event)),
+        }
+    }
+
+    /// Brings a link up once both sides opened it and the responder heard from the initiator.
+    fn check_link(&mut self, session: PublicKey, a: PublicKey, b: PublicKey) {
+        let broken = self.broken_links;
+        let Some(link) = self.links.get_mut(&session) else { return };
+        if link.up || broken || link.opened.len() < 2 || !link.signalled {
+            return;
+        }
+        link.up = true;
+        for (to, peer) in [(a, b), (b, a)] {
+            let incarnation = self.incarnation(&to);
+            self.schedule(
+                self.config.transport_delay,
+                Delivery::Connected { to, peer, session, incarnation },
+            );
+        }
+    }
+
+    /// `closer` closed its end: the other end learns of it.
+    fn drop_link(&mut self, session: PublicKey, closer: PublicKey) {
+        let Some(link) = self.links.remove(&session) else { return };
+        for other in link.opened.iter().copied().filter(|p| *p != closer) {
+            let incarnation = self.incarnation(&other);
+            self.schedule(
+                self.config.message_latency,
+                Delivery::Closed { to: other, peer: closer, session, incarnation },
+            );
+        }
+    }
+
+    /// The topic of this network.
+    pub fn topic(&self) -> DiscoveryKey {
+        self.topic
+    }
+}
