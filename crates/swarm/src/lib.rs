@@ -8,12 +8,17 @@
 
 mod config;
 mod connection;
+mod driver;
 mod event;
 mod limiter;
+mod network;
+mod protocol;
 pub mod sim;
 mod swarm;
 pub mod topology;
 
 pub use config::SwarmConfig;
 pub use event::{CloseReason, ConnectionState, Event, Output};
+pub use network::{NetworkManager, SwarmHandle};
+pub use protocol::{ConnectionInfo, Protocol};
 pub use swarm::Swarm;
