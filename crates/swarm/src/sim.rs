@@ -78,6 +78,10 @@ pub struct Sim {
     events: Vec<(Instant, PublicKey, Event)>,
     /// Links that never come up (to test timeouts).
     broken_links: bool,
+    /// Nodes whose swarm may have outputs waiting.
+    dirty: BTreeSet<PublicKey>,
+    /// (when, node): each node's timer as last seen; stale entries are skipped.
+    timers: BinaryHeap<Reverse<(Instant, PublicKey)>>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -103,6 +107,8 @@ impl Sim {
             links: BTreeMap::new(),
             events: Vec::new(),
             broken_links: false,
+            dirty: BTreeSet::new(),
+            timers: BinaryHeap::new(),
         }
     }
 
@@ -122,6 +128,7 @@ impl Sim {
         let incarnation = self.nodes.get(&own).map_or(0, |node| node.incarnation + 1);
         let others: Vec<PublicKey> = self.nodes.keys().copied().filter(|k| *k != own).collect();
         self.nodes.insert(own, Node { swarm, incarnation });
+        self.dirty.insert(own);
         for other in others {
             self.schedule(self.config.message_latency, Delivery::Available { to: other, peer: own });
             self.schedule(self.config.message_latency, Delivery::Available { to: own, peer: other });
@@ -192,14 +199,19 @@ impl Sim {
     }
 
     /// Runs until `deadline`, or until nothing is left to happen.
+    ///
+    /// Only nodes that received something are drained, and timers sit in a heap, so a step costs
+    /// little however many nodes there are.
     pub fn run_until(&mut self, deadline: Instant) {
         loop {
-            let keys: Vec<PublicKey> = self.nodes.keys().copied().collect();
-            for key in keys {
+            while let Some(key) = self.dirty.pop_first() {
                 self.drain(key);
+                if let Some(at) = self.nodes.get(&key).and_then(|node| node.swarm.poll_timeout()) {
+                    self.timers.push(Reverse((at, key)));
+                }
             }
             let next_delivery = self.queue.peek().map(|Reverse((at, _))| *at);
-            let next_timer = self.nodes.values().filter_map(|node| node.swarm.poll_timeout()).min();
+            let next_timer = self.next_timer();
             let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else { break };
             if next > deadline {
                 break;
@@ -215,13 +227,35 @@ impl Sim {
                 }
             }
             let now = self.now;
-            for node in self.nodes.values_mut() {
-                if node.swarm.poll_timeout().is_some_and(|at| at <= now) {
+            while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                if let Some(node) = self.nodes.get_mut(&key)
+                    && node.swarm.poll_timeout().is_some_and(|due| due <= now)
+                {
                     node.swarm.handle_timeout(now);
+                    self.dirty.insert(key);
                 }
             }
         }
         self.now = self.now.max(deadline);
+    }
+
+    /// The earliest timer still current (stale heap entries are dropped on the way).
+    fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            let current = self.nodes.get(&key).and_then(|node| node.swarm.poll_timeout());
+            if current == Some(at) {
+                return Some(at);
+            }
+            self.timers.pop();
+            if let Some(current) = current {
+                self.timers.push(Reverse((current, key)));
+            }
+        }
+        None
     }
 
     /// Runs for `duration` of virtual time.
@@ -243,6 +277,15 @@ impl Sim {
 
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
+        let to = match &delivery {
+            Delivery::Available { to, .. }
+            | Delivery::Left { to, .. }
+            | Delivery::Message { to, .. }
+            | Delivery::Undeliverable { to, .. }
+            | Delivery::Connected { to, .. }
+            | Delivery::Closed { to, .. } => *to,
+        };
+        self.dirty.insert(to);
         let current = |sim: &Self, to: &PublicKey, incarnation: u64| sim.incarnation(to) == incarnation;
         match delivery {
             Delivery::Available { to, peer } => {

@@ -285,3 +285,60 @@ fn the_same_seed_gives_the_same_run() {
     };
     assert_eq!(run(), run());
 }
+
+/// Whether the undirected graph of `connections` is connected.
+fn is_connected(connections: &std::collections::BTreeMap<PublicKey, Vec<PublicKey>>) -> bool {
+    let Some(start) = connections.keys().next() else { return true };
+    let mut seen = std::collections::BTreeSet::from([*start]);
+    let mut stack = vec![*start];
+    while let Some(node) = stack.pop() {
+        for next in connections.get(&node).into_iter().flatten() {
+            if seen.insert(*next) {
+                stack.push(*next);
+            }
+        }
+    }
+    seen.len() == connections.len()
+}
+
+#[test]
+fn mmst_swarm_of_200_stays_connected_and_bounded_under_churn() {
+    use mesh_swarm::topology::Mmst;
+    let mut sim = sim();
+    // 200 distinct keys spread over the key space, the same in every run.
+    let keys: Vec<PublicKey> = (0..200u32)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            PublicKey::from_bytes(DiscoveryKey::from_party(&PublicKey::from_bytes(seed)).to_bytes())
+        })
+        .collect();
+    let join = |sim: &mut Sim, key: PublicKey| {
+        let seed = u64::from_le_bytes(key.as_bytes()[..8].try_into().unwrap());
+        sim.join(Swarm::new(key, topic(), Box::new(Mmst::new(seed)), SwarmConfig::default(), seed));
+    };
+    for key in &keys {
+        join(&mut sim, *key);
+    }
+    sim.run_for(Duration::from_secs(240));
+    let check = |sim: &Sim, round: &str| {
+        let connections = sim.connections();
+        let max = connections.values().map(Vec::len).max().unwrap_or(0);
+        assert!(max <= 4, "{round}: a peer has {max} connections");
+        assert!(is_connected(&connections), "{round}: the swarm split");
+    };
+    check(&sim, "cold start");
+    for round in 0..2 {
+        let leaving: Vec<PublicKey> = keys.iter().copied().skip(round * 7).step_by(10).take(20).collect();
+        for key in &leaving {
+            sim.crash(*key);
+        }
+        sim.run_for(Duration::from_secs(240));
+        check(&sim, &format!("round {round}, 20 gone"));
+        for key in &leaving {
+            join(&mut sim, *key);
+        }
+        sim.run_for(Duration::from_secs(240));
+        check(&sim, &format!("round {round}, 20 back"));
+    }
+}
