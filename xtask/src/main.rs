@@ -1,5 +1,6 @@
 //! Project automation. Run `cargo xtask help` for the commands.
 
+mod bench;
 mod proto;
 mod test;
 
@@ -12,6 +13,8 @@ cargo xtask <command>
 
 Commands:
   proto [--check]   regenerate crates/proto/src/gen from proto/ (--check: fail if the committed code is stale)
+  bench <name> [..] run a benchmark (signal, teleport) in release and print its figures;
+                    further arguments go to the benchmark (e.g. `bench signal memory`)
   test              install what the tests need (npm packages) and run every test in the workspace
 ";
 
@@ -22,6 +25,7 @@ fn main() -> Result<()> {
         ["proto"] => proto::generate(proto::Mode::Write),
         ["proto", "--check"] => proto::generate(proto::Mode::Check),
         ["test", filters @ ..] => test::run_all(filters),
+        ["bench", name, args @ ..] => bench::run(name, args),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             Ok(())

@@ -3,7 +3,10 @@
 //! violations and server shutdown.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Instant, SystemTime},
 };
 
@@ -31,6 +34,8 @@ use crate::{
 
 /// Frames fed before flushing, so a busy connection cannot delay a flush indefinitely.
 const WRITE_BATCH: usize = 64;
+/// Writes that yield before flushing after a write that carried several frames.
+const YIELDING_WRITES: u32 = 16;
 /// How long a close handshake may take before the socket is just dropped.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -57,7 +62,7 @@ pub(crate) async fn run<S>(
     let conn = shared.next_connection_id();
     let limits = shared.config.limits.clone();
     let (tx, mut rx) = mpsc::channel(limits.send_queue);
-    let overloaded = CancellationToken::new();
+    let overloaded = Arc::new(AtomicBool::new(false));
     let endpoint = Endpoint { conn, tx, overloaded: overloaded.clone() };
     let mut session = Session::new(endpoint, host, shared.config.auth, limits.clone(), Instant::now());
     shared.metrics.connections.inc();
@@ -68,19 +73,29 @@ pub(crate) async fn run<S>(
     // node, and a node per connection keeps connections from contending for one lock.
     let shutdown = shutdown.child_token();
     let stopping = shutdown.cancelled();
-    let overloading = overloaded.cancelled();
     // The idle timer is re-armed when it fires rather than on every frame.
     let mut last_input = tokio::time::Instant::now();
     let idle = sleep_until(last_input + limits.idle_timeout);
-    tokio::pin!(stopping, overloading, idle);
+    tokio::pin!(stopping, idle);
     // Frames fed to the WebSocket since the last flush. They go out together when nothing else is
     // ready (or a batch is full): under load, replies and deliveries share socket writes.
     let mut unflushed = 0;
+    // Whether the task already let the others run once since it last had nothing ready, and how
+    // many more writes may still yield first: a write that carried several frames (load) grants
+    // [`YIELDING_WRITES`], so a lightly loaded server does not pay for a yield per write.
+    let mut yielded = false;
+    let mut yields_left = 0;
     let ending = loop {
+        // Set when the queue was full: the rx branch has frames, so the task wakes to see it.
+        if overloaded.load(Ordering::Relaxed) {
+            break Ending::Overloaded;
+        }
         tokio::select! {
             biased;
-            () = &mut stopping => break Ending::ShuttingDown,
-            () = &mut overloading => break Ending::Overloaded,
+            // An abort cancels `aborted` before the shutdown token, so it is visible here.
+            () = &mut stopping => {
+                break if shared.aborted.is_cancelled() { Ending::Aborted } else { Ending::ShuttingDown }
+            }
             // Finish delivering what others sent before taking new requests.
             Some(outbound) = rx.recv() => {
                 match feed_outbound(&mut ws, &mut session, outbound, &mut rx).await {
@@ -121,19 +136,27 @@ pub(crate) async fn run<S>(
                 }
                 idle.as_mut().reset(deadline);
             }
-            // Nothing above is ready: write out what was fed.
+            // Nothing above is ready. Under load, first let the other tasks run once (a yield puts
+            // this one behind them): they often queue more frames for this connection, which then
+            // share its write. Then write out what was fed.
             () = std::future::ready(()), if unflushed > 0 => {
+                if !yielded && yields_left > 0 {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 if let Err(err) = ws.flush().await {
                     break Ending::Transport(err.to_string());
                 }
-                unflushed = 0;
+                yields_left = if unflushed > 1 { YIELDING_WRITES } else { yields_left.saturating_sub(1) };
+                (unflushed, yielded) = (0, false);
             }
         }
         if unflushed >= WRITE_BATCH {
             if let Err(err) = ws.flush().await {
                 break Ending::Transport(err.to_string());
             }
-            unflushed = 0;
+            (unflushed, yielded, yields_left) = (0, false, YIELDING_WRITES);
         }
     };
 

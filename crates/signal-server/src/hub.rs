@@ -8,7 +8,10 @@
 use std::{
     collections::{HashMap, HashSet, hash_map::Entry},
     hash::{BuildHasher, RandomState},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
     time::SystemTime,
 };
 
@@ -18,7 +21,6 @@ use mesh_proto::{
     dxos::mesh::signal::{SwarmEvent, swarm_event},
 };
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
@@ -43,8 +45,10 @@ pub(crate) enum Outbound {
 pub(crate) struct Endpoint {
     pub(crate) conn: u64,
     pub(crate) tx: mpsc::Sender<Outbound>,
-    /// Cancelled to close a connection that cannot keep up with swarm events.
-    pub(crate) overloaded: CancellationToken,
+    /// Set to close a connection that cannot keep up with swarm events. Its queue is full when
+    /// this is set, so its task is awake to see the flag: a plain atomic is enough, and cheaper
+    /// to check on every wake-up than a cancellation token.
+    pub(crate) overloaded: Arc<AtomicBool>,
 }
 
 /// One open stream of one connection.
@@ -66,7 +70,7 @@ impl Endpoint {
     /// wrong view of the swarm.
     fn send_event(&self, stream: i32, event: Bytes) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Outbound::Event { stream, event }) {
-            self.overloaded.cancel();
+            self.overloaded.store(true, Ordering::Relaxed);
         }
     }
 }

@@ -33,6 +33,9 @@ use crate::{
 /// WebSocket read buffer per connection: small, since signal frames are small and idle
 /// connections are many.
 const READ_BUFFER: usize = 4 * 1024;
+/// Bytes of frames gathered before the WebSocket writes to the socket even without a flush. The
+/// connection flushes when it has nothing else ready, so this only bounds a batch.
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Pending connections the kernel may hold before `accept`.
 const BACKLOG: u32 = 4096;
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
@@ -210,14 +213,26 @@ async fn serve_socket(
     shutdown: CancellationToken,
     open: usize,
 ) {
-    let handshake_timeout = shared.config.limits.handshake_timeout;
     match tls {
         None => serve_http(stream, peer, shared, shutdown, open).await,
-        Some(acceptor) => match timeout(handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve_http(stream, peer, shared, shutdown, open).await,
-            Ok(Err(err)) => debug!(%peer, %err, "TLS handshake failed"),
-            Err(_) => debug!(%peer, "TLS handshake timed out"),
-        },
+        // Boxed: a TLS connection's state is much larger than a plain one's, and every plain
+        // connection's task would otherwise reserve room for it.
+        Some(acceptor) => Box::pin(serve_tls(acceptor, stream, peer, shared, shutdown, open)).await,
+    }
+}
+
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    shutdown: CancellationToken,
+    open: usize,
+) {
+    match timeout(shared.config.limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_http(stream, peer, shared, shutdown, open).await,
+        Ok(Err(err)) => debug!(%peer, %err, "TLS handshake failed"),
+        Err(_) => debug!(%peer, "TLS handshake timed out"),
     }
 }
 
@@ -251,10 +266,12 @@ async fn serve_http<S>(
             } else if let Err(err) = http::switch_protocols(&mut stream, &key).await {
                 Err(err)
             } else {
+                let max_write_buffer = limits.max_frame_size * 4;
                 let config = WebSocketConfig::default()
                     .read_buffer_size(READ_BUFFER)
-                    .write_buffer_size(0)
-                    .max_write_buffer_size(limits.max_frame_size * 4)
+                    // tungstenite needs the limit above the batch size.
+                    .write_buffer_size(WRITE_BUFFER.min(max_write_buffer / 2))
+                    .max_write_buffer_size(max_write_buffer)
                     .max_message_size(Some(limits.max_frame_size))
                     .max_frame_size(Some(limits.max_frame_size));
                 let ws =

@@ -37,6 +37,8 @@ pub(crate) const RECEIVE_MESSAGES: &str = "dxos.mesh.signal.Signal.ReceiveMessag
 pub(crate) const SEND_MESSAGE: &str = "dxos.mesh.signal.Signal.SendMessage";
 pub(crate) const CHALLENGE: &str = "mesh.v1.SignalAuth.Challenge";
 pub(crate) const AUTHENTICATE: &str = "mesh.v1.SignalAuth.Authenticate";
+/// The `type_url` of a unary reply's empty payload, as `any::pack_request(&())` writes it.
+const EMPTY_TYPE: &str = ".google.protobuf.Empty";
 
 /// Error names sent in `dxos.error.Error.name`.
 pub(crate) mod codes {
@@ -152,7 +154,7 @@ impl Session {
         match request.method.as_str() {
             JOIN => self.join(id, &payload, wall, hub),
             RECEIVE_MESSAGES => self.receive(id, &payload, hub),
-            SEND_MESSAGE => self.send(id, &payload, hub),
+            SEND_MESSAGE => self.send(id, payload, hub),
             CHALLENGE => self.challenge(id, &payload),
             AUTHENTICATE => self.authenticate(id, &payload, hub, metrics),
             other => Err(Refusal::new(codes::UNKNOWN_METHOD, format!("unknown method {other:?}"))),
@@ -187,8 +189,8 @@ impl Session {
         Ok(vec![frame_of(response(id, response::Content::StreamReady(true)))])
     }
 
-    fn send(&mut self, id: i32, payload: &Any, hub: &Hub) -> Result<Vec<Vec<u8>>, Refusal> {
-        let message: signal::Message = decode(payload)?;
+    fn send(&mut self, id: i32, payload: Any, hub: &Hub) -> Result<Vec<Vec<u8>>, Refusal> {
+        let message: signal::Message = decode(&payload)?;
         let author = key(message.author, "author")?;
         let recipient = key(message.recipient, "recipient")?;
         if self.policy != AuthPolicy::Off && !self.proven.contains(&author) {
@@ -203,8 +205,9 @@ impl Session {
             }
         }
         // The message travels as the client encoded it: the server never re-encodes payloads.
-        hub.relay(&recipient, &Bytes::copy_from_slice(&payload.value));
-        Ok(vec![frame_of(response(id, response::Content::Payload(any::pack_request(&()))))])
+        // It also keeps the client's buffer rather than copying it.
+        hub.relay(&recipient, &Bytes::from(payload.value));
+        Ok(vec![payload_frame(id, EMPTY_TYPE, &[])])
     }
 
     fn challenge(&mut self, id: i32, payload: &Any) -> Result<Vec<Vec<u8>>, Refusal> {
@@ -291,10 +294,10 @@ impl Session {
             Outbound::Event { stream, event } => {
                 self.joins.contains_key(&stream).then(|| event_frame(stream, event))
             }
-            Outbound::Message { stream, message } => self.inboxes.contains_key(&stream).then(|| {
-                let payload = Any { type_url: ".dxos.mesh.signal.Message".into(), value: message.to_vec() };
-                frame_of(response(stream, response::Content::Payload(payload)))
-            }),
+            Outbound::Message { stream, message } => self
+                .inboxes
+                .contains_key(&stream)
+                .then(|| payload_frame(stream, ".dxos.mesh.signal.Message", &message)),
             // The hub already removed the registration; only this side's record is left.
             Outbound::Revoke { stream } => {
                 let revoked = self.joins.remove(&stream).is_some() || self.inboxes.remove(&stream).is_some();
@@ -343,12 +346,64 @@ fn frame_of(content: rpc_message::Content) -> Vec<u8> {
 }
 
 fn event_frame(stream: i32, event: Bytes) -> Vec<u8> {
-    let payload = Any { type_url: ".dxos.mesh.signal.SwarmEvent".into(), value: event.to_vec() };
-    frame_of(response(stream, response::Content::Payload(payload)))
+    payload_frame(stream, ".dxos.mesh.signal.SwarmEvent", &event)
+}
+
+/// `RpcMessage { response: Response { id: stream, payload: Any { type_url, value } } }`: the bytes
+/// [`frame_of`] gives for it, written straight from borrowed `value` instead of copying it into
+/// an owned `Any` first. Every relayed message and swarm event takes this path.
+fn payload_frame(stream: i32, type_url: &str, value: &[u8]) -> Vec<u8> {
+    use mesh_proto::prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+    let delimited_len = |tag: u32, len: usize| key_len(tag) + encoded_len_varint(len as u64) + len;
+    let delimited_head = |tag: u32, len: usize, frame: &mut Vec<u8>| {
+        encode_key(tag, WireType::LengthDelimited, frame);
+        encode_varint(len as u64, frame);
+    };
+    // protobuf writes an int32 as the varint of its sign-extended 64-bit value.
+    let id = i64::from(stream) as u64;
+    // `Any` always writes both fields (see mesh_proto::wkt); `Response.id` is always set.
+    let any_len = delimited_len(1, type_url.len()) + delimited_len(2, value.len());
+    let response_len = key_len(1) + encoded_len_varint(id) + delimited_len(2, any_len);
+    let mut frame = Vec::with_capacity(delimited_len(2, response_len));
+    delimited_head(2, response_len, &mut frame); // RpcMessage.response
+    encode_key(1, WireType::Varint, &mut frame); // Response.id
+    encode_varint(id, &mut frame);
+    delimited_head(2, any_len, &mut frame); // Response.payload
+    delimited_head(1, type_url.len(), &mut frame); // Any.type_url
+    frame.extend_from_slice(type_url.as_bytes());
+    delimited_head(2, value.len(), &mut frame); // Any.value
+    frame.extend_from_slice(value);
+    frame
 }
 
 pub(crate) fn error_frame(id: i32, name: &str, message: &str) -> Vec<u8> {
     let error =
         ErrorMessage { name: Some(name.into()), message: Some(message.into()), stack: None, context: None };
     frame_of(response(id, response::Content::Error(error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_frames_match_the_generic_encoder() {
+        for stream in [0, 1, 127, 128, 300_000, i32::MAX, -1, i32::MIN] {
+            for value in [&b""[..], b"x", &[7u8; 200][..]] {
+                for type_url in ["", ".dxos.mesh.signal.Message"] {
+                    let payload = Any { type_url: type_url.into(), value: value.to_vec() };
+                    let expected = frame_of(response(stream, response::Content::Payload(payload)));
+                    assert_eq!(payload_frame(stream, type_url, value), expected, "{stream} {type_url:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_replies_match_pack_request() {
+        for id in [0, 5, 1 << 20, -3] {
+            let expected = frame_of(response(id, response::Content::Payload(any::pack_request(&()))));
+            assert_eq!(payload_frame(id, EMPTY_TYPE, &[]), expected);
+        }
+    }
 }

@@ -198,3 +198,22 @@ async fn a_client_that_stops_reading_does_not_stall_others() {
     server_still_relays(&server.url()).await;
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_member_that_cannot_take_swarm_events_is_closed() {
+    let limits = Limits { send_queue: 2, ..Limits::default() };
+    let server = server_with(Config { limits, ..Config::default() }).await;
+    let topic = key();
+    let mut member = RawClient::connect(&server.url()).await;
+    member.join(0, topic, key()).await;
+    member.expect_ready(0).await;
+    // Five joins reach the server together, so their five PeerAvailable events are queued to the
+    // member before its connection runs again: more than its queue holds.
+    let mut joiner = RawClient::connect(&server.url()).await;
+    for id in 0..5 {
+        joiner.join(id, topic, key()).await;
+    }
+    assert_eq!(member.expect_closed().await, Some(1013), "closed with 'try again later'");
+    server_still_relays(&server.url()).await;
+    drop(joiner);
+}

@@ -1,0 +1,300 @@
+//! Teleport throughput over TCP loopback, printed as figures and ratios against raw TCP measured
+//! in the same run, and against the DXOS JS Teleport (`tests/teleport-interop`, needs
+//! `cargo xtask test` to have installed its npm packages once).
+//!
+//! `cargo bench -p mesh-benches --bench teleport` (release). Figures:
+//! - raw TCP: one socket, 64 KiB writes;
+//! - mesh Teleport: one stream channel over one socket, 64 KiB writes;
+//! - DXOS JS Teleport: two JS Teleports in one Node process over loopback, and JS sending to us;
+//! - fairness: eight streams writing at once, each one's share while all eight were busy.
+//!
+//! Raw TCP and mesh runs alternate and are compared best to best and median to median, so load
+//! from other processes on the machine skews both alike.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use mesh_keys::PublicKey;
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Params, Stream, Teleport};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const WRITE: usize = 64 << 10;
+const TOTAL: usize = 512 << 20;
+const JS_TOTAL: usize = 64 << 20;
+const ROUNDS: usize = 5;
+
+/// Opens `count` streams named `s0`, `s1`, … and hands them over.
+struct Streams {
+    count: usize,
+    opened: mpsc::Sender<Vec<Stream>>,
+}
+
+#[async_trait]
+impl Extension for Streams {
+    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let streams = (0..self.count)
+            .map(|i| ctx.create_stream(&format!("s{i}"), Some("application/octet-stream")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _ = self.opened.send(streams).await;
+        Ok(())
+    }
+}
+
+async fn tcp_pair() -> Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let client = TcpStream::connect(listener.local_addr()?).await?;
+    let (server, _) = listener.accept().await?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    Ok((client, server))
+}
+
+async fn write_all<W: AsyncWriteExt + Unpin>(mut writer: W, total: usize) -> Result<W> {
+    let chunk = vec![0x5au8; WRITE];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(WRITE);
+        writer.write_all(&chunk[..n]).await?;
+        left -= n;
+    }
+    writer.flush().await?;
+    Ok(writer)
+}
+
+async fn read_exactly<R: AsyncReadExt + Unpin>(
+    mut reader: R,
+    total: usize,
+    counter: Option<Arc<AtomicU64>>,
+) -> Result<R> {
+    let mut buf = vec![0u8; WRITE];
+    let mut left = total;
+    while left > 0 {
+        let n = reader.read(&mut buf[..left.min(WRITE)]).await?;
+        if n == 0 {
+            bail!("stream ended {left} bytes early");
+        }
+        left -= n;
+        if let Some(counter) = &counter {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(reader)
+}
+
+fn mbps(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64()
+}
+
+async fn raw_tcp() -> Result<f64> {
+    let (client, server) = tcp_pair().await?;
+    let start = Instant::now();
+    let writer = tokio::spawn(write_all(client, TOTAL));
+    read_exactly(server, TOTAL, None).await?;
+    writer.await??;
+    Ok(mbps(TOTAL, start.elapsed()))
+}
+
+async fn teleport_pair(streams: usize) -> Result<(Teleport, Teleport, Vec<Stream>, Vec<Stream>)> {
+    let (client, server) = tcp_pair().await?;
+    let (ka, kb) = (PublicKey::random(), PublicKey::random());
+    let a = Teleport::new(client, Params::new(true, ka, kb));
+    let b = Teleport::new(server, Params::new(false, kb, ka));
+    let (tx_a, mut rx_a) = mpsc::channel(1);
+    let (tx_b, mut rx_b) = mpsc::channel(1);
+    a.add_extension("bench", Streams { count: streams, opened: tx_a })?;
+    b.add_extension("bench", Streams { count: streams, opened: tx_b })?;
+    let sa = rx_a.recv().await.context("a's extension")?;
+    let sb = rx_b.recv().await.context("b's extension")?;
+    Ok((a, b, sa, sb))
+}
+
+async fn mesh_teleport() -> Result<f64> {
+    let (a, b, mut sa, mut sb) = teleport_pair(1).await?;
+    let (tx, rx) = (sa.remove(0), sb.remove(0));
+    let start = Instant::now();
+    let writer = tokio::spawn(write_all(tx, TOTAL));
+    read_exactly(rx, TOTAL, None).await?;
+    let elapsed = start.elapsed();
+    writer.await??;
+    a.destroy();
+    b.destroy();
+    Ok(mbps(TOTAL, elapsed))
+}
+
+/// Eight streams at once; returns the aggregate MB/s and each stream's share of the bytes received
+/// until the first stream finished (all eight were busy until then).
+async fn fairness() -> Result<(f64, Vec<f64>)> {
+    const N: usize = 8;
+    let per_stream = TOTAL / N;
+    let (a, b, sa, sb) = teleport_pair(N).await?;
+    let counters: Vec<Arc<AtomicU64>> = (0..N).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let first_done = Arc::new(AtomicBool::new(false));
+    let (snap_tx, mut snap_rx) = mpsc::channel::<Vec<u64>>(1);
+    let start = Instant::now();
+    let writers: Vec<_> = sa.into_iter().map(|s| tokio::spawn(write_all(s, per_stream))).collect();
+    let readers: Vec<_> = sb
+        .into_iter()
+        .zip(&counters)
+        .map(|(s, counter)| {
+            let counter = counter.clone();
+            let counters = counters.clone();
+            let first_done = first_done.clone();
+            let snap_tx = snap_tx.clone();
+            tokio::spawn(async move {
+                let s = read_exactly(s, per_stream, Some(counter)).await?;
+                if !first_done.swap(true, Ordering::SeqCst) {
+                    let snapshot = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                    let _ = snap_tx.send(snapshot).await;
+                }
+                anyhow::Ok(s)
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await??;
+    }
+    let elapsed = start.elapsed();
+    for writer in writers {
+        writer.await??;
+    }
+    let snapshot = snap_rx.recv().await.context("snapshot")?;
+    let sum: u64 = snapshot.iter().sum();
+    let shares = snapshot.iter().map(|&c| c as f64 / sum as f64 * N as f64).collect();
+    a.destroy();
+    b.destroy();
+    Ok((mbps(TOTAL, elapsed), shares))
+}
+
+fn interop_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/teleport-interop");
+    dir.join("node_modules/@dxos/teleport").exists().then_some(dir)
+}
+
+/// Two DXOS Teleports in one Node process over loopback.
+async fn js_pair(dir: &PathBuf) -> Result<f64> {
+    let output = tokio::process::Command::new("node")
+        .current_dir(dir)
+        .args(["interop.mjs", "--mode", "bench-js-pair", "--bytes", &JS_TOTAL.to_string()])
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.contains("js-pair")).context("no figure from node")?;
+    let mbps = line.split("\"mbps\":").nth(1).and_then(|v| v.trim_end_matches('}').parse().ok());
+    mbps.context("unreadable figure from node")
+}
+
+/// DXOS's Teleport sending to ours over loopback.
+async fn js_to_mesh(dir: &PathBuf) -> Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let local = PublicKey::random();
+    let mut node = tokio::process::Command::new("node")
+        .current_dir(dir)
+        .args(["interop.mjs", "--mode", "bench-send", "--port", &port.to_string(), "--peer", &local.to_hex()])
+        .args(["--bytes", &JS_TOTAL.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(node.stdout.take().context("stdout")?).lines();
+    let (socket, _) = listener.accept().await?;
+    socket.set_nodelay(true)?;
+    let teleport = Teleport::new(socket, Params::new(true, local, PublicKey::random()));
+    let (tx, mut rx) = mpsc::channel(1);
+    teleport.add_extension("mesh.interop", JsBench { opened: tx })?;
+    // The RPC peer stays alive (held here) until the figure is taken.
+    let (stream, _rpc) = rx.recv().await.context("extension")?;
+    // Wait for the first byte, then time the rest.
+    let mut stream = stream;
+    let mut first = [0u8; 1];
+    stream.read_exact(&mut first).await?;
+    let start = Instant::now();
+    read_exactly(stream, JS_TOTAL - 1, None).await?;
+    let elapsed = start.elapsed();
+    while let Some(line) = lines.next_line().await? {
+        if line.contains("\"sent\"") {
+            break;
+        }
+    }
+    teleport.destroy();
+    let _ = node.kill().await;
+    Ok(mbps(JS_TOTAL - 1, elapsed))
+}
+
+/// The Rust half of `interop.mjs`'s extension: its RPC port is opened (DXOS waits for the RPC
+/// handshake) and its `bulk` stream handed over.
+struct JsBench {
+    opened: mpsc::Sender<(Stream, mesh_teleport::rpc::RpcPeer)>,
+}
+
+#[async_trait]
+impl Extension for JsBench {
+    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let port = ctx.create_port("rpc", Some(mesh_teleport::muxer::RPC_CONTENT_TYPE))?;
+        let rpc = mesh_teleport::rpc::RpcPeer::new(port, mesh_teleport::rpc::NoHandler, Default::default());
+        let bulk = ctx.create_stream("bulk", Some("application/octet-stream"))?;
+        rpc.open().await?;
+        let _ = self.opened.send((bulk, rpc)).await;
+        Ok(())
+    }
+}
+
+fn best(figures: &[f64]) -> f64 {
+    figures.iter().copied().fold(0.0, f64::max)
+}
+
+fn median(figures: &[f64]) -> f64 {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        println!("teleport throughput over TCP loopback, {} MiB per run, 64 KiB writes, {ROUNDS} rounds", TOTAL >> 20);
+        let mut raw = Vec::new();
+        let mut mesh = Vec::new();
+        for _ in 0..ROUNDS {
+            raw.push(raw_tcp().await?);
+            mesh.push(mesh_teleport().await?);
+        }
+        let rounds = |figures: &[f64]| figures.iter().map(|f| format!("{f:.0}")).collect::<Vec<_>>().join(" ");
+        println!("rounds (raw TCP | mesh, MB/s): {} | {}", rounds(&raw), rounds(&mesh));
+        let (raw_median, mesh_median) = (median(&raw), median(&mesh));
+        let (raw, mesh) = (best(&raw), best(&mesh));
+        println!("raw TCP:                   {raw:8.0} MB/s (median {raw_median:.0})");
+        println!(
+            "mesh Teleport (1 stream):  {mesh:8.0} MB/s (median {mesh_median:.0})   = {:.2} x raw TCP best to best, {:.2} median to median (target >= 0.70)",
+            mesh / raw,
+            mesh_median / raw_median
+        );
+
+        let (aggregate, shares) = fairness().await?;
+        println!("mesh Teleport (8 streams): {aggregate:8.0} MB/s   = {:.2} x one stream", aggregate / mesh);
+        let shares_text: Vec<String> = shares.iter().map(|s| format!("{s:.3}")).collect();
+        let worst = shares.iter().map(|s| (s - 1.0).abs()).fold(0.0, f64::max);
+        println!(
+            "fairness: each stream's share / equal share while all 8 were busy: [{}]; worst deviation {:.1}% (target <= 20%)",
+            shares_text.join(", "),
+            worst * 100.0
+        );
+
+        match interop_dir() {
+            Some(dir) => {
+                let js = js_pair(&dir).await?;
+                let js_mesh = js_to_mesh(&dir).await?;
+                println!("DXOS JS Teleport (JS<->JS, {} MiB): {js:8.0} MB/s   mesh = {:.1} x JS (target >= 10)", JS_TOTAL >> 20, mesh / js);
+                println!("DXOS JS Teleport -> mesh ({} MiB):  {js_mesh:8.0} MB/s", JS_TOTAL >> 20);
+            }
+            None => println!("DXOS JS Teleport: skipped (run `cargo xtask test` once to install tests/teleport-interop)"),
+        }
+        anyhow::Ok(())
+    })
+}

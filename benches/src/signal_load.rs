@@ -1,0 +1,359 @@
+//! The signal load generator: a fleet of raw tokio-tungstenite WebSocket clients in topics of
+//! `group` members. Each client joins its topic and opens its inbox (or registers with the bare
+//! relay), then, when a rate is set, sends directed messages to random other members of its topic
+//! open-loop: on a fixed schedule, never waiting for replies. Receivers count what arrives and,
+//! while recording, the latency from each message's send timestamp.
+//!
+//! Clients bind to several loopback source addresses (127.0.0.1, 127.0.0.2, …) so that tens of
+//! thousands of connections never run out of ephemeral ports.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures::{
+    SinkExt, StreamExt, TryStreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use tokio::{
+    net::{TcpSocket, TcpStream},
+    sync::watch,
+    task::JoinSet,
+    time::timeout,
+};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{Message as WsMessage, protocol::WebSocketConfig},
+};
+
+use crate::signal_wire::{FIRST_SEND_ID, Incoming, KEY_LEN, Wire};
+
+/// Loopback source addresses the clients spread over.
+const SOURCE_ADDRESSES: usize = 16;
+/// Connections being set up at once.
+const CONNECT_CONCURRENCY: usize = 256;
+/// Time allowed for one client to connect, join and open its inbox.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Client read buffer: relayed frames are small, and the idle fleet has ten thousand clients.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+/// A sender this far behind its schedule (after a stall) skips ahead rather than bursting.
+const MAX_LAG: Duration = Duration::from_millis(200);
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// How many clients, in topics of how many.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Clients in the fleet.
+    pub clients: usize,
+    /// Members per topic; `clients` must be a multiple of it.
+    pub group: usize,
+}
+
+impl Layout {
+    fn topic_of(self, client: usize) -> usize {
+        client / self.group
+    }
+}
+
+/// The key of client `index`.
+fn peer_key(index: usize) -> Bytes {
+    let mut key = [0xa5; KEY_LEN];
+    key[..8].copy_from_slice(&(index as u64).to_le_bytes());
+    Bytes::copy_from_slice(&key)
+}
+
+/// The key of topic `index`.
+fn topic_key(index: usize) -> Bytes {
+    let mut key = [0x70; KEY_LEN];
+    key[..8].copy_from_slice(&(index as u64).to_le_bytes());
+    Bytes::copy_from_slice(&key)
+}
+
+/// What the fleet counted since it connected, and the latencies recorded while recording.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages written by senders.
+    pub sent: AtomicU64,
+    /// Messages relayed to a receiver.
+    pub delivered: AtomicU64,
+    /// SendMessage replies received (mesh only).
+    pub replies: AtomicU64,
+    /// Error responses received (such as `RATE_LIMIT_EXCEEDED`).
+    pub refused: AtomicU64,
+    recording: AtomicBool,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+impl Counters {
+    fn record(&self, incoming: Incoming, start: Instant) {
+        match incoming {
+            Incoming::Delivered { sent_ns } => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                if self.recording.load(Ordering::Relaxed) {
+                    let now_ns = start.elapsed().as_nanos() as u64;
+                    let micros = u32::try_from(now_ns.saturating_sub(sent_ns) / 1_000).unwrap_or(u32::MAX);
+                    self.latencies_us.lock().unwrap_or_else(PoisonError::into_inner).push(micros);
+                }
+            }
+            Incoming::Reply => {
+                self.replies.fetch_add(1, Ordering::Relaxed);
+            }
+            Incoming::Refused => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Incoming::Ready | Incoming::Other => {}
+        }
+    }
+}
+
+/// Whether clients send, or only hold their connection open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every client runs a sender, paced by [`Fleet::set_rate`].
+    Senders,
+    /// Clients only join, open their inbox and read.
+    Idle,
+}
+
+/// A connected fleet of clients. Dropping it closes every connection.
+pub struct Fleet {
+    layout: Layout,
+    counters: Arc<Counters>,
+    /// Each client's interval between sends; `None` pauses them.
+    pace: watch::Sender<Option<Duration>>,
+    _tasks: JoinSet<()>,
+    /// Write halves of idle clients, kept so their connections stay open.
+    _idle_sinks: Vec<SplitSink<Socket, WsMessage>>,
+}
+
+impl Fleet {
+    /// Connects `layout.clients` clients to the server at `addr` (`url` for the handshake), and
+    /// returns once every one of them has joined and opened its inbox.
+    pub async fn connect(
+        wire: Wire,
+        addr: SocketAddr,
+        url: &str,
+        layout: Layout,
+        mode: Mode,
+    ) -> Result<Self> {
+        if layout.group < 2 || !layout.clients.is_multiple_of(layout.group) {
+            bail!("{} clients cannot form topics of {}", layout.clients, layout.group);
+        }
+        let start = Instant::now();
+        let counters = Arc::new(Counters::default());
+        let (pace, _) = watch::channel(None);
+        let mut sockets: Vec<(usize, Socket)> = futures::stream::iter(0..layout.clients)
+            .map(|client| async move {
+                let socket = timeout(SETUP_TIMEOUT, open(wire, addr, url, layout, client))
+                    .await
+                    .with_context(|| format!("client {client} did not get ready in time"))??;
+                Ok::<_, anyhow::Error>((client, socket))
+            })
+            .buffer_unordered(CONNECT_CONCURRENCY)
+            .try_collect()
+            .await?;
+        sockets.sort_by_key(|(client, _)| *client);
+
+        let mut tasks = JoinSet::new();
+        let mut idle_sinks = Vec::new();
+        for (client, socket) in sockets {
+            let (sink, source) = socket.split();
+            tasks.spawn(receive(wire, source, counters.clone(), start));
+            match mode {
+                Mode::Senders => {
+                    let sender = Sender { wire, layout, client, counters: counters.clone(), start };
+                    tasks.spawn(sender.run(sink, pace.subscribe()));
+                }
+                Mode::Idle => idle_sinks.push(sink),
+            }
+        }
+        Ok(Self { layout, counters, pace, _tasks: tasks, _idle_sinks: idle_sinks })
+    }
+
+    /// What the fleet has counted.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Makes the whole fleet offer `per_second` messages per second, spread evenly over clients.
+    pub fn set_rate(&self, per_second: f64) {
+        let interval = Duration::from_secs_f64(self.layout.clients as f64 / per_second);
+        self.pace.send_replace(Some(interval));
+    }
+
+    /// Stops sending.
+    pub fn pause(&self) {
+        self.pace.send_replace(None);
+    }
+
+    /// Waits until no message has arrived for a while (at most `limit`), after a pause.
+    pub async fn wait_quiet(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut last = self.counters.delivered.load(Ordering::Relaxed);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.counters.delivered.load(Ordering::Relaxed);
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
+    /// Starts recording the latency of every delivered message.
+    pub fn start_recording(&self) {
+        self.latencies().clear();
+        self.counters.recording.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops recording and returns the latencies recorded, in microseconds, sorted.
+    pub fn stop_recording(&self) -> Vec<u32> {
+        self.counters.recording.store(false, Ordering::Relaxed);
+        let mut latencies = std::mem::take(&mut *self.latencies());
+        latencies.sort_unstable();
+        latencies
+    }
+
+    fn latencies(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.counters.latencies_us.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Opens client `client`: connects from its loopback source address, then joins its topic and
+/// opens its inbox, and waits for the server to confirm both.
+async fn open(wire: Wire, addr: SocketAddr, url: &str, layout: Layout, client: usize) -> Result<Socket> {
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (client % SOURCE_ADDRESSES) as u8);
+    let socket = TcpSocket::new_v4().context("creating a client socket")?;
+    socket.bind(SocketAddr::from((source, 0))).with_context(|| format!("binding a client to {source}"))?;
+    let stream = socket.connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .context("WebSocket handshake")?;
+
+    let frames = wire.setup_frames(&topic_key(layout.topic_of(client)), &peer_key(client));
+    let expected = frames.len();
+    for frame in frames {
+        ws.feed(WsMessage::Binary(frame.into())).await.context("sending setup")?;
+    }
+    ws.flush().await.context("sending setup")?;
+    let mut ready = 0;
+    while ready < expected {
+        match ws.next().await {
+            Some(Ok(WsMessage::Binary(frame))) => match wire.parse(frame) {
+                Incoming::Ready => ready += 1,
+                Incoming::Refused => bail!("the server refused client {client}'s setup"),
+                _ => {}
+            },
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(err).context("reading setup replies"),
+            None => bail!("the server closed client {client} during setup"),
+        }
+    }
+    Ok(ws)
+}
+
+/// Reads everything the server sends one client.
+async fn receive(wire: Wire, mut source: SplitStream<Socket>, counters: Arc<Counters>, start: Instant) {
+    while let Some(Ok(message)) = source.next().await {
+        if let WsMessage::Binary(frame) = message {
+            counters.record(wire.parse(frame), start);
+        }
+    }
+}
+
+/// One client's sending side.
+struct Sender {
+    wire: Wire,
+    layout: Layout,
+    client: usize,
+    counters: Arc<Counters>,
+    start: Instant,
+}
+
+impl Sender {
+    async fn run(self, mut sink: SplitSink<Socket, WsMessage>, mut pace: watch::Receiver<Option<Duration>>) {
+        let author = peer_key(self.client);
+        // The other members of the topic.
+        let first_member = self.layout.topic_of(self.client) * self.layout.group;
+        let others: Vec<Bytes> = (first_member..first_member + self.layout.group)
+            .filter(|&member| member != self.client)
+            .map(peer_key)
+            .collect();
+        let mut rng = XorShift::new(self.client as u64);
+        let mut id = FIRST_SEND_ID;
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        loop {
+            let Some(interval) = *pace.borrow_and_update() else {
+                if pace.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            // Spread the clients' first sends over one interval so they don't fire in step.
+            let mut next = tokio::time::Instant::now() + interval.mul_f64(rng.unit());
+            loop {
+                sleep.as_mut().reset(next);
+                tokio::select! {
+                    biased;
+                    changed = pace.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    () = &mut sleep => {}
+                }
+                let recipient = &others[rng.below(others.len() as u64) as usize];
+                let sent_ns = self.start.elapsed().as_nanos() as u64;
+                let frame = self.wire.send_frame(id, &author, recipient, sent_ns);
+                id = id.checked_add(1).unwrap_or(FIRST_SEND_ID);
+                if sink.send(WsMessage::Binary(frame.into())).await.is_err() {
+                    return;
+                }
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                next += interval;
+                let now = tokio::time::Instant::now();
+                if now > next + MAX_LAG {
+                    next = now;
+                }
+            }
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift64*): the bench needs spread, not quality.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..bound`.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+
+    /// A number in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

@@ -1,0 +1,153 @@
+//! The tokio driver: one task per connection that moves bytes between a transport
+//! (`AsyncRead + AsyncWrite`) and the sans-IO [`Muxer`](crate::muxer::Muxer).
+//!
+//! Each turn it lets the muxer fill the write buffer, delivers the muxer's events, then waits for
+//! whichever comes first: the socket is readable (unless an inbox is full), the socket took some
+//! bytes, a handle has something to send, the muxer's timer, or cancellation (which destroys the
+//! connection). Reads and writes are both in the same `select!`, so two peers that write at the
+//! same time cannot deadlock. Frames go out with vectored writes when the transport has them.
+//! After the muxer closed, the driver flushes what is left (a `Close`)
+//! for up to the close timeout, shuts the write half down and ends.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::muxer::{CloseReason, Muxer};
+use crate::payload::Segments;
+use crate::shared::Shared;
+
+/// Bytes the driver asks the muxer for per write.
+const WRITE_BATCH: usize = 256 << 10;
+/// Bytes the driver reads per read call.
+const READ_BATCH: usize = 128 << 10;
+
+pub(crate) async fn run<IO>(io: IO, shared: Arc<Shared>, cancel: CancellationToken)
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut out = if writer.is_write_vectored() {
+        Out::Vectored(Segments::new())
+    } else {
+        Out::Flat(BytesMut::with_capacity(WRITE_BATCH + (16 << 10)))
+    };
+    let mut input = BytesMut::with_capacity(READ_BATCH);
+    let mut eof = false;
+    let mut cancelled = false;
+    loop {
+        let (read_allowed, timeout, closed) = shared.update(|state| {
+            let now = Instant::now().into_std();
+            if state.muxer.poll_timeout().is_some_and(|t| t <= now) {
+                state.muxer.handle_timeout(now);
+            }
+            if out.is_empty() {
+                out.fill(&mut state.muxer);
+            }
+            (state.full_inboxes == 0, state.muxer.poll_timeout(), state.muxer.is_closed())
+        });
+        if closed {
+            break;
+        }
+        tokio::select! {
+            _ = cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                shared.update(|state| state.muxer.destroy(None));
+            }
+            written = out.write_some(&mut writer), if !out.is_empty() => match written {
+                Ok(0) => fail(&shared, CloseReason::Io("the transport accepts no more bytes".into())),
+                Ok(n) => out.advance(n),
+                Err(err) => fail(&shared, CloseReason::Io(err.to_string())),
+            },
+            read = reader.read_buf(&mut input), if read_allowed && !eof => match read {
+                Ok(0) => {
+                    eof = true;
+                    shared.update(|state| state.muxer.handle_eof());
+                }
+                Ok(_) => {
+                    let data = input.split();
+                    shared.update(|state| state.muxer.handle_input_owned(Instant::now().into_std(), data));
+                    input.reserve(READ_BATCH);
+                }
+                Err(err) => fail(&shared, CloseReason::Io(err.to_string())),
+            },
+            _ = shared.wake_driver.notified() => {}
+            _ = sleep_until(timeout) => {}
+        }
+    }
+    // Closed: send what is left (a Close) if the transport still takes it, then hang up.
+    let flush = async {
+        loop {
+            if out.is_empty() && !shared.update(|state| out.fill(&mut state.muxer)) {
+                break;
+            }
+            while !out.is_empty() {
+                let n = out.write_some(&mut writer).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                out.advance(n);
+            }
+        }
+        writer.shutdown().await
+    };
+    let close_timeout = shared.lock().muxer.config().close_timeout;
+    let _ = tokio::time::timeout(close_timeout, flush).await;
+}
+
+/// Bytes waiting for the transport: pieces for vectored writes when it has them (message data is
+/// then never copied in user space on the way out), one buffer otherwise.
+enum Out {
+    Flat(BytesMut),
+    Vectored(Segments),
+}
+
+impl Out {
+    fn is_empty(&self) -> bool {
+        match self {
+            Out::Flat(buf) => buf.is_empty(),
+            Out::Vectored(segments) => segments.is_empty(),
+        }
+    }
+
+    fn fill(&mut self, muxer: &mut Muxer) -> bool {
+        match self {
+            Out::Flat(buf) => muxer.poll_transmit(buf, WRITE_BATCH),
+            Out::Vectored(segments) => muxer.poll_transmit(segments, WRITE_BATCH),
+        }
+    }
+
+    /// One write call (cancel-safe: nothing is written unless it completes).
+    async fn write_some<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> io::Result<usize> {
+        match self {
+            Out::Flat(buf) => writer.write(buf).await,
+            Out::Vectored(segments) => {
+                let mut slices = [IoSlice::new(&[]); 64];
+                let n = segments.io_slices(&mut slices);
+                writer.write_vectored(&slices[..n]).await
+            }
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Out::Flat(buf) => buf.advance(n),
+            Out::Vectored(segments) => segments.advance(n),
+        }
+    }
+}
+
+fn fail(shared: &Shared, reason: CloseReason) {
+    shared.update(|state| state.muxer.fail(reason));
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
+    }
+}
