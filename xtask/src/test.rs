@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use crate::{run, workspace_root};
 
 /// Node projects under tests/ whose pinned packages the tests use.
-const NODE_PROJECTS: [&str; 3] = ["tests/golden", "tests/signal-interop", "tests/teleport-interop"];
+const NODE_PROJECTS: [&str; 4] =
+    ["tests/golden", "tests/signal-interop", "tests/swarm-interop", "tests/teleport-interop"];
 
 pub(crate) fn run_all(filters: &[&str]) -> Result<()> {
     let root = workspace_root();

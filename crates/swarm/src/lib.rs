@@ -19,6 +19,7 @@ pub mod topology;
 
 pub use config::SwarmConfig;
 pub use event::{CloseReason, ConnectionState, Event, Output};
+pub use mesh_transport::ByteStream;
 pub use network::{NetworkManager, SwarmHandle};
 pub use protocol::{ConnectionInfo, Protocol};
 pub use swarm::Swarm;

@@ -1,0 +1,48 @@
+//! Teleport as the protocol of a swarm's connections.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mesh_swarm::{ByteStream, ConnectionInfo, Protocol};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Params, Teleport};
+
+type Setup = dyn Fn(&Teleport) + Send + Sync;
+
+/// Runs Teleport over every connection of a swarm; `setup` adds the extensions to each.
+#[derive(Clone)]
+pub struct TeleportProtocol {
+    setup: Arc<Setup>,
+}
+
+impl std::fmt::Debug for TeleportProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeleportProtocol").finish_non_exhaustive()
+    }
+}
+
+impl TeleportProtocol {
+    /// A protocol whose connections get their extensions from `setup`.
+    pub fn new(setup: impl Fn(&Teleport) + Send + Sync + 'static) -> Self {
+        Self { setup: Arc::new(setup) }
+    }
+}
+
+#[async_trait]
+impl Protocol for TeleportProtocol {
+    async fn run(
+        &self,
+        info: ConnectionInfo,
+        stream: ByteStream,
+        close: CancellationToken,
+    ) -> Result<(), String> {
+        let teleport = Teleport::new(stream, Params::new(info.initiator, info.own, info.remote));
+        (self.setup)(&teleport);
+        let reason = tokio::select! {
+            () = close.cancelled() => teleport.close().await,
+            reason = teleport.closed() => reason,
+        };
+        if reason.is_clean() { Ok(()) } else { Err(format!("{reason:?}")) }
+    }
+}

@@ -1,0 +1,188 @@
+//! A mixed swarm: two real DXOS 0.8.3 peers (`@dxos/network-manager`, TCP transport, Teleport) and
+//! two mesh peers join one topic through mesh's signal server. Everyone connects to everyone and
+//! talks through a test extension; a mesh peer leaves, the others drop it, and it comes back with
+//! the same key.
+#![allow(clippy::unwrap_used)]
+
+use std::{collections::BTreeSet, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
+use mesh_signal::Client;
+use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnected};
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError, TeleportProtocol};
+use mesh_transport::tcp::TcpTransportFactory;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+    sync::mpsc,
+};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Sends this peer's key on port "hello" and reports the key that arrives from the other side.
+struct Hello {
+    own: PublicKey,
+    heard: mpsc::UnboundedSender<(PublicKey, PublicKey)>,
+}
+
+#[async_trait]
+impl Extension for Hello {
+    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let port = ctx.create_port("hello", Some("application/octet-stream"))?;
+        let (own, heard) = (self.own, self.heard.clone());
+        tokio::spawn(async move {
+            if port.send(own.to_hex().into()).await.is_err() {
+                return;
+            }
+            while let Some(message) = port.recv().await {
+                if let Some(from) = std::str::from_utf8(&message).ok().and_then(|hex| hex.parse().ok()) {
+                    let _ = heard.send((own, from));
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+struct RustPeer {
+    key: PublicKey,
+    swarm: SwarmHandle,
+}
+
+async fn rust_peer(
+    url: &str,
+    key: PublicKey,
+    topic: DiscoveryKey,
+    heard: &mpsc::UnboundedSender<(PublicKey, PublicKey)>,
+) -> RustPeer {
+    let client = Client::connect(url).unwrap();
+    let manager = NetworkManager::new(
+        key,
+        Arc::new(client),
+        Arc::new(TcpTransportFactory::default()),
+        SwarmConfig::default(),
+    )
+    .await
+    .unwrap();
+    let heard = heard.clone();
+    let protocol = TeleportProtocol::new(move |teleport| {
+        let hello = Hello { own: teleport.local_peer(), heard: heard.clone() };
+        teleport.add_extension("mesh.hello", hello).expect("a valid extension name");
+    });
+    let swarm = manager.join(topic, Box::new(FullyConnected), Arc::new(protocol)).await.unwrap();
+    RustPeer { key, swarm }
+}
+
+struct DxosPeer {
+    key: PublicKey,
+    _child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl DxosPeer {
+    async fn spawn(url: &str, topic: DiscoveryKey) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/swarm-interop");
+        assert!(
+            dir.join("node_modules/@dxos/network-manager").exists(),
+            "the DXOS npm packages are missing in {}: run `cargo xtask test`, which installs them",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .args(["dxos-swarm-peer.mjs", url, &topic.to_hex()])
+            .current_dir(dir)
+            .env("LOG_FILTER", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut peer = Self { key: PublicKey::from_bytes([0; 32]), _child: child, stdout };
+        let ready = peer.wait(|e| e["event"] == "ready").await;
+        peer.key = ready["peer"].as_str().unwrap().parse().unwrap();
+        peer
+    }
+
+    async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = self.stdout.next_line().await.unwrap().expect("the DXOS peer exited");
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && pick(&event)
+                {
+                    return event;
+                }
+            }
+        })
+        .await
+        .expect("expected event from the DXOS peer")
+    }
+
+    /// Waits until hellos from all of `from` arrived, in any order.
+    async fn wait_hellos(&mut self, from: &[PublicKey]) {
+        let mut missing: BTreeSet<String> = from.iter().map(PublicKey::to_hex).collect();
+        while !missing.is_empty() {
+            let event = self.wait(|e| e["event"] == "hello").await;
+            missing.remove(event["from"].as_str().unwrap());
+        }
+    }
+}
+
+async fn wait_heard(
+    heard: &mut mpsc::UnboundedReceiver<(PublicKey, PublicKey)>,
+    expected: &[(PublicKey, PublicKey)],
+) {
+    let mut missing: BTreeSet<(PublicKey, PublicKey)> = expected.iter().copied().collect();
+    tokio::time::timeout(PATIENCE, async {
+        while !missing.is_empty() {
+            let pair = heard.recv().await.unwrap();
+            missing.remove(&pair);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("hellos never heard: {missing:?}"));
+}
+
+#[tokio::test]
+async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns() {
+    let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await.unwrap();
+    let url = server.url();
+    let topic = DiscoveryKey::from_party(&Keypair::generate().public());
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
+
+    let mut dxos_a = DxosPeer::spawn(&url, topic).await;
+    let mut dxos_b = DxosPeer::spawn(&url, topic).await;
+    let rust_a = rust_peer(&url, Keypair::generate().public(), topic, &heard_tx).await;
+    let rust_b = rust_peer(&url, Keypair::generate().public(), topic, &heard_tx).await;
+    let all = [dxos_a.key, dxos_b.key, rust_a.key, rust_b.key];
+    let others = |me: PublicKey| all.iter().copied().filter(|k| *k != me).collect::<Vec<_>>();
+
+    // Everyone hears everyone through the extension: three connections each.
+    let expected: Vec<(PublicKey, PublicKey)> = [rust_a.key, rust_b.key]
+        .into_iter()
+        .flat_map(|me| others(me).into_iter().map(move |from| (me, from)))
+        .collect();
+    wait_heard(&mut heard, &expected).await;
+    dxos_a.wait_hellos(&others(dxos_a.key)).await;
+    dxos_b.wait_hellos(&others(dxos_b.key)).await;
+
+    // A mesh peer stops: the others drop it.
+    let returning = rust_b.key;
+    rust_b.swarm.leave().await.unwrap();
+    for dxos in [&mut dxos_a, &mut dxos_b] {
+        dxos.wait(|e| e["event"] == "closed" && e["remote"] == returning.to_hex()).await;
+    }
+
+    // It comes back with the same key, and the swarm is whole again.
+    let rust_b = rust_peer(&url, returning, topic, &heard_tx).await;
+    let back: Vec<(PublicKey, PublicKey)> = others(rust_b.key)
+        .into_iter()
+        .map(|from| (rust_b.key, from))
+        .chain([(rust_a.key, rust_b.key)])
+        .collect();
+    wait_heard(&mut heard, &back).await;
+    dxos_a.wait_hellos(&[rust_b.key]).await;
+    dxos_b.wait_hellos(&[rust_b.key]).await;
+}
