@@ -342,3 +342,49 @@ fn mmst_swarm_of_200_stays_connected_and_bounded_under_churn() {
         check(&sim, &format!("round {round}, 20 back"));
     }
 }
+
+#[test]
+fn signals_for_an_unknown_session_are_dropped() {
+    use mesh_proto::{
+        Struct,
+        dxos::mesh::swarm::{Answer, MessageData, Signal, SignalBatch, SwarmMessage, message_data},
+    };
+    use mesh_swarm::Output;
+    let now = Instant::now();
+    let (own, remote) = (key(1), key(2));
+    let mut swarm = swarm(own, Box::new(FullyConnected));
+    // The lower key offers at once; the remote accepts, so a transport opens for that session.
+    swarm.handle_peer_available(now, remote);
+    let offer = std::iter::from_fn(|| swarm.poll_output())
+        .find_map(|o| match o {
+            Output::Send { message, .. } => Some(message),
+            _ => None,
+        })
+        .expect("an offer");
+    let message = |session: PublicKey, payload: message_data::Payload| SwarmMessage {
+        topic: Some(PublicKey::from_bytes(topic().to_bytes()).into()),
+        session_id: Some(session.into()),
+        data: Some(MessageData { payload: Some(payload) }),
+        message_id: Some(key(8).into()),
+    };
+    let session = offer.session_id.as_ref().unwrap().to_key().unwrap();
+    let accept = Answer { accept: true, offer_message_id: offer.message_id.clone() };
+    swarm.handle_message(now, remote, message(session, message_data::Payload::Answer(accept)));
+    assert!(std::iter::from_fn(|| swarm.poll_output()).any(|o| matches!(o, Output::OpenTransport { .. })));
+
+    let batch = || {
+        message_data::Payload::SignalBatch(SignalBatch {
+            signals: vec![Signal { payload: Some(Struct::new().with("port", 1234u16)) }],
+        })
+    };
+    swarm.handle_message(now, remote, message(key(9), batch()));
+    assert!(
+        std::iter::from_fn(|| swarm.poll_output()).all(|o| !matches!(o, Output::SignalTransport { .. })),
+        "a signal for another session reaches no transport"
+    );
+    swarm.handle_message(now, remote, message(session, batch()));
+    assert!(
+        std::iter::from_fn(|| swarm.poll_output()).any(|o| matches!(o, Output::SignalTransport { .. })),
+        "the same signal for the right session does"
+    );
+}
