@@ -1,5 +1,7 @@
 //! `mesh`: the command-line entry to the mesh stack.
 
+mod demo;
+mod keygen;
 mod signal;
 
 use clap::{Parser, Subcommand};
@@ -16,19 +18,30 @@ struct Cli {
 enum Command {
     /// Run a signal server: swarm membership and message relay over WebSocket.
     Signal(signal::Args),
+    /// Create a key pair: the secret to a file (mode 0600), the public key on stdout.
+    Keygen(keygen::Args),
+    /// Watch a swarm form on loopback: an embedded signal server and N peers over real sockets.
+    Demo(demo::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The server logs what it does; the other commands speak through their own output.
+    let default_filter = match cli.command {
+        Command::Signal(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Signal(args) => runtime.block_on(signal::run(args)),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
     }
 }
