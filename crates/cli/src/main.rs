@@ -2,6 +2,7 @@
 
 mod demo;
 mod keygen;
+mod peer;
 mod signal;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ enum Command {
     Signal(signal::Args),
     /// Create a key pair: the secret to a file (mode 0600), the public key on stdout.
     Keygen(keygen::Args),
+    /// Join a swarm and stay in it: stdin lines go to every peer, others' lines are printed.
+    Peer(peer::Args),
     /// Watch a swarm form on loopback: an embedded signal server and N peers over real sockets.
     Demo(demo::Args),
 }
@@ -43,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Command::Signal(args) => runtime.block_on(signal::run(args)),
         Command::Keygen(args) => keygen::run(args),
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Peer(args) => runtime.block_on(peer::run(args)),
     }
 }

@@ -1,0 +1,193 @@
+//! `mesh peer`: join a swarm and stay in it. Lines typed on stdin go to every connected peer;
+//! lines from others are printed. With `--json`, every event is one JSON object per line, so
+//! scripts and other programs can drive a peer.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use bytes::Bytes;
+use mesh_keys::{DiscoveryKey, Keypair, PublicKey, SecretKey};
+use mesh_signal::{Event as SignalEvent, Manager, Signal};
+use mesh_swarm::{
+    Event as SwarmEvent, NetworkManager, SwarmConfig,
+    topology::{FullyConnected, Mmst, Star, Topology},
+};
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Port, TeleportProtocol};
+use mesh_transport::tcp::TcpTransportFactory;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The chat extension's name on the wire.
+const CHAT: &str = "mesh.chat";
+
+/// Options of `mesh peer`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Signal server URL (ws:// or wss://); repeat for several servers.
+    #[arg(long = "signal", required = true)]
+    signals: Vec<String>,
+    /// The swarm's topic (64 hex characters).
+    #[arg(long, conflicts_with = "party", required_unless_present = "party")]
+    topic: Option<DiscoveryKey>,
+    /// A party key (64 hex characters); the topic is its discovery key.
+    #[arg(long)]
+    party: Option<PublicKey>,
+    /// This peer's secret key file (from `mesh keygen`); a new key is made when absent.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// How to connect to other peers: tcp (webrtc and memory are not available to this command).
+    #[arg(long, default_value = "tcp")]
+    transport: String,
+    /// full, star:CENTRE_HEX, or mmst.
+    #[arg(long, default_value = "full")]
+    topology: String,
+    /// Print every event as one JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the peer's output goes: plain lines or JSON objects.
+#[derive(Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn event(self, event: serde_json::Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{event}");
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+fn topology(spec: &str, own: PublicKey) -> Result<Box<dyn Topology>> {
+    Ok(match spec.split_once(':') {
+        None if spec == "full" => Box::new(FullyConnected),
+        None if spec == "mmst" => Box::new(Mmst::new(u64::from_le_bytes(own.as_bytes()[..8].try_into()?))),
+        Some(("star", centre)) => Box::new(Star::new(centre.parse().context("the star's centre key")?)),
+        _ => bail!("unknown topology {spec:?}: expected full, star:CENTRE_HEX or mmst"),
+    })
+}
+
+fn keypair(path: Option<&PathBuf>) -> Result<Keypair> {
+    let Some(path) = path else { return Ok(Keypair::generate()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let secret: SecretKey =
+        text.trim().parse().with_context(|| format!("{} holds no secret key", path.display()))?;
+    Ok(Keypair::from_secret(&secret))
+}
+
+type Ports = Arc<Mutex<HashMap<PublicKey, Arc<Port>>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding it; a poisoned lock still holds valid ports.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Opens port "lines" to each remote and prints what arrives on it.
+struct Chat {
+    ports: Ports,
+    out: Out,
+}
+
+#[async_trait]
+impl Extension for Chat {
+    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let remote = ctx.remote_peer();
+        let port = Arc::new(ctx.create_port("lines", Some("text/plain"))?);
+        lock(&self.ports).insert(remote, port.clone());
+        let (ports, out) = (self.ports.clone(), self.out);
+        // Reported here rather than when the transport is up: from now on lines reach this peer.
+        out.event(json!({"event": "connected", "peer": remote.to_hex()}), || {
+            format!("* connected to {}", remote.short())
+        });
+        tokio::spawn(async move {
+            while let Some(line) = port.recv().await {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                out.event(json!({"event": "message", "author": remote.to_hex(), "payload": text}), || {
+                    format!("<{}> {text}", remote.short())
+                });
+            }
+            lock(&ports).remove(&remote);
+        });
+        Ok(())
+    }
+}
+
+pub(crate) async fn run(args: Args) -> Result<()> {
+    if args.transport != "tcp" {
+        bail!("transport {:?} is not available to `mesh peer`; use tcp", args.transport);
+    }
+    let pair = keypair(args.key.as_ref())?;
+    let own = pair.public();
+    let topic = match (args.topic, args.party) {
+        (Some(topic), _) => topic,
+        (None, Some(party)) => DiscoveryKey::from_party(&party),
+        (None, None) => bail!("give --topic or --party"),
+    };
+    let topology = topology(&args.topology, own)?;
+    let out = Out { json: args.json };
+
+    let signal: Arc<dyn Signal> = Arc::new(Manager::connect(args.signals.clone())?);
+    let manager = NetworkManager::new(
+        own,
+        signal.clone(),
+        Arc::new(TcpTransportFactory::default()),
+        SwarmConfig::default(),
+    )
+    .await
+    .context("opening the inbox")?;
+    let ports: Ports = Arc::default();
+    let chat_ports = ports.clone();
+    let protocol = TeleportProtocol::new(move |teleport| {
+        // A constant name without '/': adding it cannot fail.
+        let _ = teleport.add_extension(CHAT, Chat { ports: chat_ports.clone(), out });
+    });
+    let mut signal_events = signal.events();
+    let swarm = manager.join(topic, topology, Arc::new(protocol)).await.context("joining the swarm")?;
+    let mut swarm_events = swarm.events();
+    out.event(json!({"event": "ready", "peer": own.to_hex(), "topic": topic.to_hex()}), || {
+        format!("peer {own} in swarm {topic}; type lines to send them")
+    });
+
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => match line.context("reading stdin")? {
+                Some(line) => {
+                    let targets: Vec<Arc<Port>> = lock(&ports).values().cloned().collect();
+                    for port in targets {
+                        let _ = port.send(Bytes::from(line.clone())).await;
+                    }
+                }
+                None => break,
+            },
+            event = signal_events.recv() => match event {
+                Ok(SignalEvent::PeerAvailable { topic: t, peer, .. }) if t == topic => {
+                    out.event(json!({"event": "peer-available", "peer": peer.to_hex()}), || format!("* {} is in the swarm", peer.short()));
+                }
+                Ok(SignalEvent::PeerLeft { topic: t, peer }) if t == topic => {
+                    out.event(json!({"event": "peer-left", "peer": peer.to_hex()}), || format!("* {} left the swarm", peer.short()));
+                }
+                _ => {}
+            },
+            event = swarm_events.recv() => match event {
+                Ok(SwarmEvent::Disconnected { peer, reason }) => {
+                    out.event(json!({"event": "disconnected", "peer": peer.to_hex(), "reason": format!("{reason:?}")}), || {
+                        format!("* disconnected from {} ({reason:?})", peer.short())
+                    });
+                }
+                _ => {}
+            },
+        }
+    }
+    swarm.leave().await.context("leaving the swarm")?;
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `mesh peer` end to end: a `mesh signal` process and three `mesh peer --json` processes form a
+//! swarm and exchange lines.
+#![allow(clippy::unwrap_used)]
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    key: String,
+}
+
+impl Peer {
+    async fn spawn(url: &str, topic: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
+            .args(["peer", "--signal", url, "--topic", topic, "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut peer = Self { child, stdin, stdout, key: String::new() };
+        peer.key = peer.wait(|e| e["event"] == "ready").await["peer"].as_str().unwrap().to_owned();
+        peer
+    }
+
+    async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = self.stdout.next_line().await.unwrap().expect("the peer exited");
+                let event: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if pick(&event) {
+                    return event;
+                }
+            }
+        })
+        .await
+        .expect("expected event from mesh peer")
+    }
+
+    async fn wait_connected(&mut self, others: &[String]) {
+        let mut missing: Vec<String> = others.to_vec();
+        while !missing.is_empty() {
+            let event = self.wait(|e| e["event"] == "connected").await;
+            missing.retain(|peer| event["peer"] != peer.as_str());
+        }
+    }
+
+    async fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    async fn exit(mut self) {
+        drop(self.stdin.take());
+        let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success(), "mesh peer exited with {status}");
+    }
+}
+
+#[tokio::test]
+async fn three_peers_exchange_lines_through_a_signal_server() {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mesh"))
+        .args(["signal", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut server_out = BufReader::new(server.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(PATIENCE, server_out.next_line()).await.unwrap().unwrap().unwrap();
+    let topic = "ab".repeat(32);
+
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        peers.push(Peer::spawn(&url, &topic).await);
+    }
+    let keys: Vec<String> = peers.iter().map(|p| p.key.clone()).collect();
+    for (index, peer) in peers.iter_mut().enumerate() {
+        let others: Vec<String> =
+            keys.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, k)| k.clone()).collect();
+        peer.wait_connected(&others).await;
+    }
+
+    peers[0].say("hello from the first peer").await;
+    for peer in &mut peers[1..] {
+        let message = peer.wait(|e| e["event"] == "message").await;
+        assert_eq!(message["author"], keys[0].as_str());
+        assert_eq!(message["payload"], "hello from the first peer");
+    }
+
+    // The first peer leaves; the others see it go.
+    let first = peers.remove(0);
+    first.exit().await;
+    for peer in &mut peers {
+        peer.wait(|e| e["event"] == "disconnected" && e["peer"] == keys[0].as_str()).await;
+    }
+    for peer in peers {
+        peer.exit().await;
+    }
+}
+
+#[test]
+fn bad_peer_arguments_exit_with_code_2() {
+    let mesh = || std::process::Command::new(env!("CARGO_BIN_EXE_mesh"));
+    let no_topic = mesh().args(["peer", "--signal", "ws://127.0.0.1:1/x"]).output().unwrap();
+    assert_eq!(no_topic.status.code(), Some(2));
+    let bad_topic =
+        mesh().args(["peer", "--signal", "ws://127.0.0.1:1/x", "--topic", "zz"]).output().unwrap();
+    assert_eq!(bad_topic.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_topic.stderr).contains("--topic"));
+}
