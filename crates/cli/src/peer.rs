@@ -178,14 +178,13 @@ pub(crate) async fn run(args: Args) -> Result<()> {
                 }
                 _ => {}
             },
-            event = swarm_events.recv() => match event {
-                Ok(SwarmEvent::Disconnected { peer, reason }) => {
+            event = swarm_events.recv() => {
+                if let Ok(SwarmEvent::Disconnected { peer, reason }) = event {
                     out.event(json!({"event": "disconnected", "peer": peer.to_hex(), "reason": format!("{reason:?}")}), || {
                         format!("* disconnected from {} ({reason:?})", peer.short())
                     });
                 }
-                _ => {}
-            },
+            }
         }
     }
     swarm.leave().await.context("leaving the swarm")?;
