@@ -2,6 +2,7 @@
 
 mod bench;
 mod proto;
+mod simulate;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ Commands:
   bench <name> [..] run a benchmark (signal, swarm, teleport) in release and print its figures;
                     further arguments go to the benchmark (e.g. `bench signal memory`)
   test              install what the tests need (npm packages) and run every test in the workspace
+  simulate [flags]  a whole swarm on virtual time (signal, swarm, topology) with a seeded network model
+                    and churn; prints a summary table (--json: JSON), writes an SVG plot. Flags:
 ";
 
 fn main() -> Result<()> {
@@ -26,12 +29,13 @@ fn main() -> Result<()> {
         ["proto", "--check"] => proto::generate(proto::Mode::Check),
         ["test", filters @ ..] => test::run_all(filters),
         ["bench", name, args @ ..] => bench::run(name, args),
+        ["simulate", rest @ ..] => simulate::run(rest),
         ["help" | "--help" | "-h"] | [] => {
-            print!("{USAGE}");
+            println!("{USAGE}{}", simulate::FLAGS);
             Ok(())
         }
         _ => {
-            eprint!("unknown arguments: {}\n\n{USAGE}", args.join(" "));
+            eprint!("unknown arguments: {}\n\n{USAGE}{}\n", args.join(" "), simulate::FLAGS);
             std::process::exit(2);
         }
     }

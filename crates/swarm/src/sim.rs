@@ -6,6 +6,11 @@
 //! signal (as with TCP's `{port}`), so signal batching and buffering are exercised too. Nothing
 //! here reads a clock: the harness jumps from one event to the next, so thousands of peers run in
 //! little time and the same seed always gives the same run.
+//!
+//! A seeded network model ([`model`]) adds per-pair latency, message loss (as the reliable
+//! messenger's retries) and partitions; a bounded signaling view (`SimConfig::view`, see
+//! `directory.rs`) makes swarms of 10,000 peers affordable. With the defaults (no jitter, no loss,
+//! no partition, everyone told about everyone) the network behaves exactly as before they existed.
 
 use std::{
     cmp::Reverse,
@@ -15,8 +20,15 @@ use std::{
 
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_proto::{Struct, dxos::mesh::swarm::SwarmMessage};
+use rand::{SeedableRng, rngs::SmallRng};
 
 use crate::{Event, Output, Swarm};
+
+mod directory;
+pub mod model;
+
+use directory::Directory;
+pub use model::Partition;
 
 /// How the modelled network behaves.
 #[derive(Debug, Clone)]
@@ -27,6 +39,33 @@ pub struct SimConfig {
     pub transport_delay: Duration,
     /// How long the reliable messenger tries before reporting a message undeliverable.
     pub undeliverable_after: Duration,
+    /// Each pair of peers' one-way delay is `message_latency` plus up to this much, drawn from
+    /// `seed` (see [`model`]); zero gives every message `message_latency`.
+    pub jitter: Duration,
+    /// Probability that one attempt of a swarm message is lost (the messenger retries it).
+    pub loss: f64,
+    /// Peers each joining peer is introduced to (see `directory.rs`); `None` tells everyone about
+    /// everyone, as DXOS's signal server does.
+    pub view: Option<usize>,
+    /// Seeds the latencies, the losses and the bounded view.
+    pub seed: u64,
+    /// Keep every event for [`Sim::events`]; large runs turn this off to bound memory.
+    pub record_events: bool,
+}
+
+/// What the modelled signaling and messenger carried so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Swarm messages (offers, answers, signal batches) delivered.
+    pub messages: u64,
+    /// PeerAvailable notices delivered.
+    pub available: u64,
+    /// PeerLeft notices delivered.
+    pub left: u64,
+    /// Swarm messages that arrived late after lost attempts.
+    pub retried: u64,
+    /// Swarm messages reported undeliverable (lost, partitioned or to a peer that is gone).
+    pub undeliverable: u64,
 }
 
 impl Default for SimConfig {
@@ -35,6 +74,11 @@ impl Default for SimConfig {
             message_latency: Duration::from_millis(5),
             transport_delay: Duration::from_millis(20),
             undeliverable_after: Duration::from_secs(10),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            view: None,
+            seed: 0,
+            record_events: true,
         }
     }
 }
@@ -82,6 +126,13 @@ pub struct Sim {
     dirty: BTreeSet<PublicKey>,
     /// (when, node): each node's timer as last seen; stale entries are skipped.
     timers: BinaryHeap<Reverse<(Instant, PublicKey)>>,
+    /// Draws message losses.
+    rng: SmallRng,
+    /// The current split of the network, if any.
+    partition: Option<Partition>,
+    /// The bounded signaling view, if `config.view` is set.
+    directory: Option<Directory>,
+    stats: SimStats,
 }
 
 impl std::fmt::Debug for Sim {
@@ -96,7 +147,13 @@ impl std::fmt::Debug for Sim {
 impl Sim {
     /// An empty network for `topic`, starting at `start`.
     pub fn new(config: SimConfig, topic: DiscoveryKey, start: Instant) -> Self {
+        let rng = SmallRng::seed_from_u64(model::mix(config.seed));
+        let directory = config.view.map(|view| Directory::new(view, model::mix(config.seed ^ 0x5157)));
         Self {
+            rng,
+            partition: None,
+            directory,
+            stats: SimStats::default(),
             config,
             topic,
             now: start,
@@ -129,9 +186,14 @@ impl Sim {
         let others: Vec<PublicKey> = self.nodes.keys().copied().filter(|k| *k != own).collect();
         self.nodes.insert(own, Node { swarm, incarnation });
         self.dirty.insert(own);
+        if let Some(directory) = &mut self.directory {
+            for (a, b) in directory.join(own) {
+                self.introduce(a, b);
+            }
+            return;
+        }
         for other in others {
-            self.schedule(self.config.message_latency, Delivery::Available { to: other, peer: own });
-            self.schedule(self.config.message_latency, Delivery::Available { to: own, peer: other });
+            self.introduce(other, own);
         }
     }
 
@@ -149,9 +211,19 @@ impl Sim {
         for session in sessions {
             self.drop_link(session, peer);
         }
+        if let Some(directory) = &mut self.directory {
+            let (knew, pairs) = directory.leave(peer);
+            for other in knew {
+                self.schedule(self.server_delay(&other), Delivery::Left { to: other, peer });
+            }
+            for (a, b) in pairs {
+                self.introduce(a, b);
+            }
+            return;
+        }
         let others: Vec<PublicKey> = self.nodes.keys().copied().collect();
         for other in others {
-            self.schedule(self.config.message_latency, Delivery::Left { to: other, peer });
+            self.schedule(self.server_delay(&other), Delivery::Left { to: other, peer });
         }
     }
 
@@ -175,9 +247,68 @@ impl Sim {
         self.nodes.iter().map(|(key, node)| (*key, node.swarm.connected())).collect()
     }
 
-    /// The events the nodes reported so far, with when and by whom.
+    /// The events the nodes reported so far, with when and by whom (none if
+    /// [`SimConfig::record_events`] is off).
     pub fn events(&self) -> &[(Instant, PublicKey, Event)] {
         &self.events
+    }
+
+    /// The live nodes, sorted.
+    pub fn peers(&self) -> impl Iterator<Item = &PublicKey> {
+        self.nodes.keys()
+    }
+
+    /// How many nodes are live.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node is live.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// What signaling and the messenger carried so far.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// The current partition, if any.
+    pub fn partition(&self) -> Option<Partition> {
+        self.partition
+    }
+
+    /// Splits the network (`Some`) or heals it (`None`). Transports between groups of the new
+    /// split close at once, with an error at both ends; swarm messages between groups are
+    /// undeliverable from now on. Messages already on their way still arrive.
+    pub fn set_partition(&mut self, partition: Option<Partition>) {
+        self.partition = partition.filter(|p| p.groups > 1);
+        if self.partition.is_none() {
+            return;
+        }
+        let cut: Vec<(PublicKey, Vec<PublicKey>)> = self
+            .links
+            .iter()
+            .filter(|(_, link)| {
+                let mut ends = link.opened.iter();
+                matches!((ends.next(), ends.next()), (Some(a), Some(b)) if !self.reachable(a, b))
+            })
+            .map(|(session, link)| (*session, link.opened.iter().copied().collect()))
+            .collect();
+        for (session, ends) in cut {
+            self.links.remove(&session);
+            if let [a, b] = ends[..] {
+                for (to, from) in [(a, b), (b, a)] {
+                    let incarnation = self.incarnation(&to);
+                    self.schedule(Duration::ZERO, Delivery::Closed { to, peer: from, session, incarnation });
+                }
+            }
+        }
+    }
+
+    /// Whether `a` and `b` are on the same side of the current partition.
+    pub fn reachable(&self, a: &PublicKey, b: &PublicKey) -> bool {
+        self.partition.is_none_or(|p| p.group(a) == p.group(b))
     }
 
     /// Closes `peer`'s transport of its connection to `remote` with an error, as a failing
@@ -268,6 +399,24 @@ impl Sim {
         self.nodes.get(peer).map_or(u64::MAX, |node| node.incarnation)
     }
 
+    /// Tells `a` about `b` and `b` about `a` (the bounded view's introductions).
+    fn introduce(&mut self, a: PublicKey, b: PublicKey) {
+        self.schedule(self.server_delay(&a), Delivery::Available { to: a, peer: b });
+        self.schedule(self.server_delay(&b), Delivery::Available { to: b, peer: a });
+    }
+
+    /// The signal server's delay to `to`.
+    fn server_delay(&self, to: &PublicKey) -> Duration {
+        let hash = model::key_hash(self.config.seed, to);
+        model::spread(self.config.message_latency, self.config.jitter, hash)
+    }
+
+    /// The modelled one-way delay between `a` and `b` (the same both ways), before any loss.
+    pub fn pair_delay(&self, a: &PublicKey, b: &PublicKey) -> Duration {
+        let hash = model::pair_hash(self.config.seed, a, b);
+        model::spread(self.config.message_latency, self.config.jitter, hash)
+    }
+
     fn schedule(&mut self, delay: Duration, delivery: Delivery) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -286,6 +435,13 @@ impl Sim {
             | Delivery::Closed { to, .. } => *to,
         };
         self.dirty.insert(to);
+        match &delivery {
+            Delivery::Available { .. } => self.stats.available += 1,
+            Delivery::Left { .. } => self.stats.left += 1,
+            Delivery::Message { .. } => self.stats.messages += 1,
+            Delivery::Undeliverable { .. } => self.stats.undeliverable += 1,
+            Delivery::Connected { .. } | Delivery::Closed { .. } => {}
+        }
         let current = |sim: &Self, to: &PublicKey, incarnation: u64| sim.incarnation(to) == incarnation;
         match delivery {
             Delivery::Available { to, peer } => {
@@ -342,12 +498,18 @@ impl Sim {
     fn execute(&mut self, from: PublicKey, output: Output) {
         match output {
             Output::Send { to, message } => {
-                if self.nodes.contains_key(&to) {
+                let fate = if self.nodes.contains_key(&to) && self.reachable(&from, &to) {
+                    model::retry_delay(&mut self.rng, self.config.loss, self.config.undeliverable_after)
+                } else {
+                    None
+                };
+                if let Some(extra) = fate {
+                    if !extra.is_zero() {
+                        self.stats.retried += 1;
+                    }
                     let incarnation = self.incarnation(&to);
-                    self.schedule(
-                        self.config.message_latency,
-                        Delivery::Message { from, to, message, incarnation },
-                    );
+                    let delay = self.pair_delay(&from, &to) + extra;
+                    self.schedule(delay, Delivery::Message { from, to, message, incarnation });
                 } else if let Some(session) = message.session_id.as_ref().and_then(|s| s.to_key().ok()) {
                     let incarnation = self.incarnation(&from);
                     let delay = self.config.undeliverable_after;
@@ -387,13 +549,17 @@ impl Sim {
                 let _ = peer;
                 self.drop_link(session, from);
             }
-            Output::Event(event) => self.events.push((self.now, from, event)),
+            Output::Event(event) => {
+                if self.config.record_events {
+                    self.events.push((self.now, from, event));
+                }
+            }
         }
     }
 
     /// Brings a link up once both sides opened it and the responder heard from the initiator.
     fn check_link(&mut self, session: PublicKey, a: PublicKey, b: PublicKey) {
-        let broken = self.broken_links;
+        let broken = self.broken_links || !self.reachable(&a, &b);
         let Some(link) = self.links.get_mut(&session) else { return };
         if link.up || broken || link.opened.len() < 2 || !link.signalled {
             return;
