@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use async_trait::async_trait;
-use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
+use mesh_keys::{DiscoveryKey, Keypair};
 use mesh_signal::Client;
 use mesh_signal_server::{Config, RateLimit, Server};
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnected};
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError, TeleportProtocol};
+use mesh_teleport::{
+    TeleportProtocol,
+    hello::{self, Hello},
+};
 use mesh_transport::tcp::TcpTransportFactory;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -36,32 +38,6 @@ const ROUNDS: usize = 5;
 const SETTLE: Duration = Duration::from_millis(500);
 /// A round that has not formed by then fails.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Sends this peer's key on port "hello" and reports `(own, from)` for each key that arrives,
-/// as the `mesh.hello` extension of `tests/swarm-interop/dxos-swarm-peer.mjs` does.
-struct Hello {
-    own: PublicKey,
-    heard: mpsc::UnboundedSender<(PublicKey, PublicKey)>,
-}
-
-#[async_trait]
-impl Extension for Hello {
-    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
-        let port = ctx.create_port("hello", Some("application/octet-stream"))?;
-        let (own, heard) = (self.own, self.heard.clone());
-        tokio::spawn(async move {
-            if port.send(own.to_hex().into()).await.is_err() {
-                return;
-            }
-            while let Some(message) = port.recv().await {
-                if let Some(from) = std::str::from_utf8(&message).ok().and_then(|hex| hex.parse().ok()) {
-                    let _ = heard.send((own, from));
-                }
-            }
-        });
-        Ok(())
-    }
-}
 
 /// One round's figures.
 struct Round {
@@ -130,8 +106,8 @@ async fn rust_round(server: &Server, n: usize) -> Result<Round> {
             let heard = heard_tx.clone();
             tokio::spawn(async move {
                 let protocol = TeleportProtocol::new(move |teleport| {
-                    let hello = Hello { own: teleport.local_peer(), heard: heard.clone() };
-                    teleport.add_extension("mesh.hello", hello).expect("a valid extension name");
+                    let hello = Hello::new(teleport.local_peer(), heard.clone());
+                    teleport.add_extension(hello::NAME, hello).expect("a valid extension name");
                 });
                 manager.join(topic, Box::new(FullyConnected), Arc::new(protocol)).await
             })

@@ -67,6 +67,7 @@ mod driver;
 mod error;
 mod extension;
 pub mod framer;
+pub mod hello;
 pub mod muxer;
 pub mod payload;
 pub mod rpc;

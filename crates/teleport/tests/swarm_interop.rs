@@ -6,11 +6,13 @@
 
 use std::{collections::BTreeSet, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Client;
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnected};
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError, TeleportProtocol};
+use mesh_teleport::{
+    TeleportProtocol,
+    hello::{self, Hello},
+};
 use mesh_transport::tcp::TcpTransportFactory;
 use serde_json::Value;
 use tokio::{
@@ -20,31 +22,6 @@ use tokio::{
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Sends this peer's key on port "hello" and reports the key that arrives from the other side.
-struct Hello {
-    own: PublicKey,
-    heard: mpsc::UnboundedSender<(PublicKey, PublicKey)>,
-}
-
-#[async_trait]
-impl Extension for Hello {
-    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
-        let port = ctx.create_port("hello", Some("application/octet-stream"))?;
-        let (own, heard) = (self.own, self.heard.clone());
-        tokio::spawn(async move {
-            if port.send(own.to_hex().into()).await.is_err() {
-                return;
-            }
-            while let Some(message) = port.recv().await {
-                if let Some(from) = std::str::from_utf8(&message).ok().and_then(|hex| hex.parse().ok()) {
-                    let _ = heard.send((own, from));
-                }
-            }
-        });
-        Ok(())
-    }
-}
 
 struct RustPeer {
     key: PublicKey,
@@ -68,8 +45,8 @@ async fn rust_peer(
     .unwrap();
     let heard = heard.clone();
     let protocol = TeleportProtocol::new(move |teleport| {
-        let hello = Hello { own: teleport.local_peer(), heard: heard.clone() };
-        teleport.add_extension("mesh.hello", hello).expect("a valid extension name");
+        let hello = Hello::new(teleport.local_peer(), heard.clone());
+        teleport.add_extension(hello::NAME, hello).expect("a valid extension name");
     });
     let swarm = manager.join(topic, Box::new(FullyConnected), Arc::new(protocol)).await.unwrap();
     RustPeer { key, swarm }
