@@ -2,6 +2,8 @@
 //! swarm and exchange lines.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{process::Stdio, time::Duration};
 
 use serde_json::Value;
@@ -73,15 +75,7 @@ impl Peer {
 
 #[tokio::test]
 async fn three_peers_exchange_lines_through_a_signal_server() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mesh"))
-        .args(["signal", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut server_out = BufReader::new(server.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(PATIENCE, server_out.next_line()).await.unwrap().unwrap().unwrap();
+    let (_server, url) = common::signal_server().await;
     let topic = "ab".repeat(32);
 
     let mut peers = Vec::new();

@@ -1,28 +1,15 @@
 //! `mesh signal` as a process: it serves, stops cleanly on SIGTERM, and rejects bad arguments.
 
-use std::process::Stdio;
+mod common;
 
 use futures::StreamExt;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
 use tokio_tungstenite::tungstenite::Message;
 
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[tokio::test]
 async fn serves_until_sigterm_then_closes_connections_and_exits_cleanly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
-        .args(["signal", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url =
-        tokio::time::timeout(PATIENCE, stdout.next_line()).await.unwrap().unwrap().expect("the URL line");
+    let (mut child, url) = common::signal_server().await;
     assert!(url.starts_with("ws://127.0.0.1:") && url.ends_with("/.well-known/dx/signal"), "{url}");
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
 

@@ -78,20 +78,27 @@ async fn managers(
     managers
 }
 
+/// Joins every manager to one new topic, fully connected, and waits until every ordered pair said
+/// hello; returns the swarms and the managers' keys.
+async fn join_fully_connected(managers: &[NetworkManager]) -> (Vec<mesh_swarm::SwarmHandle>, Vec<PublicKey>) {
+    let (tx, mut hellos) = mpsc::unbounded_channel();
+    let protocol = Arc::new(Hello(tx));
+    let topic = topic();
+    let mut swarms = Vec::new();
+    for manager in managers {
+        swarms.push(manager.join(topic, Box::new(FullyConnected), protocol.clone()).await.unwrap());
+    }
+    let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
+    wait_hellos(&mut hellos, &keys).await;
+    (swarms, keys)
+}
+
 #[tokio::test]
 async fn four_peers_connect_fully_over_the_in_memory_network() {
     let network = MemoryNetwork::new();
     let transports: Arc<dyn TransportFactory> = Arc::new(MemoryTransportFactory::default());
     let managers = managers(4, || Arc::new(network.client()), transports).await;
-    let (tx, mut hellos) = mpsc::unbounded_channel();
-    let protocol = Arc::new(Hello(tx));
-    let topic = topic();
-    let mut swarms = Vec::new();
-    for manager in &managers {
-        swarms.push(manager.join(topic, Box::new(FullyConnected), protocol.clone()).await.unwrap());
-    }
-    let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
-    wait_hellos(&mut hellos, &keys).await;
+    let (mut swarms, keys) = join_fully_connected(&managers).await;
 
     // One leaves; the others see it go.
     let mut events = swarms[0].events();
@@ -117,15 +124,7 @@ async fn three_peers_connect_over_tcp_through_the_signal_server() {
     let url = server.url();
     let transports: Arc<dyn TransportFactory> = Arc::new(TcpTransportFactory::default());
     let managers = managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), transports).await;
-    let (tx, mut hellos) = mpsc::unbounded_channel();
-    let protocol = Arc::new(Hello(tx));
-    let topic = topic();
-    let mut swarms = Vec::new();
-    for manager in &managers {
-        swarms.push(manager.join(topic, Box::new(FullyConnected), protocol.clone()).await.unwrap());
-    }
-    let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
-    wait_hellos(&mut hellos, &keys).await;
+    join_fully_connected(&managers).await;
 }
 
 #[tokio::test]
