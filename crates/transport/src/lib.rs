@@ -10,7 +10,9 @@
 //! - [`memory::MemoryTransport`]: in-process pipes with configurable latency, bandwidth and
 //!   connection loss, for tests and simulation.
 //!
-//! WebRTC implements the same trait in its own crate.
+//! - [`webrtc::WebRtcTransport`]: DXOS-compatible WebRTC. A peer connection with one data channel
+//!   labelled with the topic; offer, answer and trickled ICE candidates travel as simple-peer
+//!   signals, and the byte stream is cut into data channel messages of at most 64 KiB.
 //!
 //! ```
 //! use mesh_keys::{DiscoveryKey, Keypair};
@@ -39,6 +41,7 @@ pub mod memory;
 mod metered;
 mod pipe;
 pub mod tcp;
+pub mod webrtc;
 
 pub use api::{
     ByteStream, SignalSink, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,

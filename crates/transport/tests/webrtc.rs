@@ -1,0 +1,298 @@
+//! The WebRTC transport over real loopback UDP: two transports signal each other, connect, and
+//! carry bytes; closing, bad signals and misuse behave as the transport contract says.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mesh_keys::{DiscoveryKey, Keypair};
+use mesh_proto::Struct;
+use mesh_transport::{
+    ByteStream, SignalSink, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
+    webrtc::WebRtcTransportFactory,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::mpsc,
+};
+
+/// A guard against hangs, far above what any step here takes.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Creates both sides of one connection and forwards each side's signals to the other.
+fn pair(factory: &dyn TransportFactory) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
+    let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
+    let topic = DiscoveryKey::from_party(&alice);
+    let session = Keypair::generate().public();
+    let (a_sink, a_signals) = SignalSink::channel();
+    let (b_sink, b_signals) = SignalSink::channel();
+    let a = factory.create(TransportOptions {
+        own: alice,
+        remote: bob,
+        topic,
+        initiator: true,
+        session,
+        signals: a_sink,
+    });
+    let b = factory.create(TransportOptions {
+        own: bob,
+        remote: alice,
+        topic,
+        initiator: false,
+        session,
+        signals: b_sink,
+    });
+    tokio::spawn(forward(a_signals, b.clone()));
+    tokio::spawn(forward(b_signals, a.clone()));
+    (a, b)
+}
+
+async fn forward(mut signals: mpsc::Receiver<Struct>, to: Arc<dyn Transport>) {
+    while let Some(signal) = signals.recv().await {
+        match to.signal(signal).await {
+            Ok(()) | Err(TransportError::Closed) => {}
+            Err(err) => panic!("a transport refused the other's signal: {err}"),
+        }
+    }
+}
+
+/// Opens both sides and waits for both streams; returns them and the setup time.
+async fn connect(a: &Arc<dyn Transport>, b: &Arc<dyn Transport>) -> (ByteStream, ByteStream, Duration) {
+    let started = Instant::now();
+    a.open().await.unwrap();
+    b.open().await.unwrap();
+    let (x, y) = tokio::time::timeout(PATIENCE, async { tokio::join!(a.connected(), b.connected()) })
+        .await
+        .expect("connected in time");
+    (x.expect("the initiator connects"), y.expect("the answerer connects"), started.elapsed())
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_transports_connect_through_their_signals_and_talk_both_ways() {
+    // The default binding (every interface plus loopback), as real use has it.
+    let factory = WebRtcTransportFactory::default();
+    assert_eq!(factory.kind(), TransportKind::WebRtc);
+    let (a, b) = pair(&factory);
+    let (mut x, mut y, setup) = connect(&a, &b).await;
+    eprintln!("WebRTC setup, open to both connected: {setup:?}");
+
+    x.write_all(b"hello from the initiator").await.unwrap();
+    y.write_all(b"hello back").await.unwrap();
+    let mut buf = [0u8; 24];
+    tokio::time::timeout(PATIENCE, y.read_exact(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf, b"hello from the initiator");
+    let mut buf = [0u8; 10];
+    tokio::time::timeout(PATIENCE, x.read_exact(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf, b"hello back");
+
+    assert_eq!(a.stats().bytes_sent, 24);
+    assert_eq!(a.stats().bytes_received, 10);
+    assert!(matches!(a.connected().await, Err(TransportError::Closed)), "the stream is handed over once");
+    assert!(matches!(b.connected().await, Err(TransportError::Closed)), "the stream is handed over once");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_mib_cross_each_way_at_once_intact() {
+    const LEN: usize = 4 * 1024 * 1024;
+    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (x, y, setup) = connect(&a, &b).await;
+    eprintln!("WebRTC setup on loopback only, open to both connected: {setup:?}");
+    let started = Instant::now();
+
+    let transfer = |stream: ByteStream, seed: u8, expect: u8| async move {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let send = async move {
+            writer.write_all(&pattern(LEN, seed)).await.unwrap();
+            writer
+        };
+        let receive = async move {
+            let mut got = vec![0u8; LEN];
+            reader.read_exact(&mut got).await.unwrap();
+            got
+        };
+        let (_writer, got) = tokio::join!(send, receive);
+        assert!(got == pattern(LEN, expect), "bytes arrive intact and in order");
+    };
+    tokio::time::timeout(PATIENCE * 3, async { tokio::join!(transfer(x, 1, 2), transfer(y, 2, 1)) })
+        .await
+        .expect("transfers finish in time");
+
+    let elapsed = started.elapsed();
+    let rate = (2 * LEN) as f64 / elapsed.as_secs_f64() / 1e6;
+    eprintln!("2 × 4 MiB at once in {elapsed:?}: {rate:.1} MB/s in total");
+    assert_eq!(a.stats().bytes_sent, LEN as u64);
+    assert_eq!(a.stats().bytes_received, LEN as u64);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_one_transport_ends_the_other_sides_reads() {
+    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (mut x, mut y, _) = connect(&a, &b).await;
+    x.write_all(b"last words").await.unwrap();
+    let mut buf = [0u8; 10];
+    tokio::time::timeout(PATIENCE, y.read_exact(&mut buf)).await.unwrap().unwrap();
+
+    a.close().await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, y.read_to_end(&mut rest)).await.expect("EOF in time");
+    assert_eq!(read.unwrap(), 0, "the other side reads EOF");
+    let mut rest = Vec::new();
+    assert_eq!(x.read_to_end(&mut rest).await.unwrap(), 0, "the closed side's own stream ends too");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_the_stream_down_delivers_what_was_written_then_eof() {
+    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (mut x, mut y, _) = connect(&a, &b).await;
+    let data = pattern(300 * 1024, 7);
+    x.write_all(&data).await.unwrap();
+    x.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, y.read_to_end(&mut got)).await.expect("EOF in time").unwrap();
+    assert!(got == data, "everything written before the shutdown arrives");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_misdirected_signals_are_bad_signals() {
+    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let data = |fields: Struct| Struct::new().with("data", fields);
+    for bad in [
+        Struct::new(),
+        Struct::new().with("port", 4000.0),
+        data(Struct::new().with("type", "offer")),
+        data(Struct::new().with("type", "answer").with("sdp", "this is not SDP")),
+        data(Struct::new().with("type", "rollback").with("sdp", "")),
+        data(
+            Struct::new()
+                .with("type", "candidate")
+                .with("candidate", "candidate:1 1 udp 1 127.0.0.1 9 typ host"),
+        ),
+        data(
+            Struct::new()
+                .with("type", "candidate")
+                .with("candidate", Struct::new().with("candidate", "nonsense")),
+        ),
+    ] {
+        for side in [&a, &b] {
+            let result = side.signal(bad.clone()).await;
+            assert!(matches!(result, Err(TransportError::BadSignal(_))), "{bad:?} gave {result:?}");
+        }
+    }
+
+    // A well-formed description sent to the wrong role is refused too.
+    let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+    let offer = data(Struct::new().with("type", "offer").with("sdp", sdp));
+    let answer = data(Struct::new().with("type", "answer").with("sdp", sdp));
+    assert!(
+        matches!(a.signal(offer).await, Err(TransportError::BadSignal(_))),
+        "the initiator takes no offer"
+    );
+    assert!(
+        matches!(b.signal(answer).await, Err(TransportError::BadSignal(_))),
+        "the answerer takes no answer"
+    );
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_before_the_connection_is_up_fails_connected() {
+    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    a.open().await.unwrap();
+    a.close().await;
+    let result = tokio::time::timeout(PATIENCE, a.connected()).await.expect("no hang");
+    assert!(matches!(result, Err(TransportError::Closed)), "got {:?}", result.err());
+    assert!(matches!(a.open().await, Ok(()) | Err(TransportError::Closed)));
+
+    // Closed before it was ever opened: opening fails, and so does waiting for it.
+    b.close().await;
+    assert!(matches!(b.open().await, Err(TransportError::Closed)));
+    let result = tokio::time::timeout(PATIENCE, b.connected()).await.expect("no hang");
+    assert!(matches!(result, Err(TransportError::Closed)), "got {:?}", result.err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_closes_the_connection() {
+    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (x, mut y, _) = connect(&a, &b).await;
+    drop(x);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, y.read_to_end(&mut rest)).await.expect("EOF in time");
+    assert_eq!(read.unwrap(), 0, "the other side reads EOF");
+    a.close().await;
+    b.close().await;
+}
+
+/// Forwards signals, but points every ICE candidate at a port nobody listens on.
+async fn forward_unreachable(mut signals: mpsc::Receiver<Struct>, to: Arc<dyn Transport>) {
+    while let Some(mut signal) = signals.recv().await {
+        let line = signal
+            .get("data")
+            .and_then(|data| data.as_struct())
+            .and_then(|data| data.get("candidate"))
+            .and_then(|candidate| candidate.as_struct())
+            .and_then(|candidate| candidate.get("candidate"))
+            .and_then(|line| line.as_str())
+            .map(str::to_owned);
+        if let Some(line) = line {
+            let mut fields: Vec<&str> = line.split(' ').collect();
+            fields[5] = "9";
+            let candidate = Struct::new()
+                .with("candidate", fields.join(" "))
+                .with("sdpMLineIndex", 0u16)
+                .with("sdpMid", "0");
+            signal = Struct::new()
+                .with("data", Struct::new().with("type", "candidate").with("candidate", candidate));
+        }
+        let _ = to.signal(signal).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_candidates_make_connected_fail() {
+    let factory = WebRtcTransportFactory::loopback();
+    let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
+    let topic = DiscoveryKey::from_party(&alice);
+    let session = Keypair::generate().public();
+    let (a_sink, a_signals) = SignalSink::channel();
+    let (b_sink, b_signals) = SignalSink::channel();
+    let a = factory.create(TransportOptions {
+        own: alice,
+        remote: bob,
+        topic,
+        initiator: true,
+        session,
+        signals: a_sink,
+    });
+    let b = factory.create(TransportOptions {
+        own: bob,
+        remote: alice,
+        topic,
+        initiator: false,
+        session,
+        signals: b_sink,
+    });
+    tokio::spawn(forward_unreachable(a_signals, b.clone()));
+    tokio::spawn(forward_unreachable(b_signals, a.clone()));
+    let started = Instant::now();
+    a.open().await.unwrap();
+    b.open().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), a.connected()).await.expect("fails in time");
+    eprintln!("failed after {:?}: {:?}", started.elapsed(), result.as_ref().err());
+    assert!(matches!(result, Err(TransportError::Failed(_))), "got {:?}", result.err());
+    a.close().await;
+    b.close().await;
+}
