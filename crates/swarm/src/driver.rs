@@ -1,6 +1,10 @@
 //! The task that runs one [`Swarm`] on real signaling, messaging and transports.
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_proto::{Struct, any, dxos::mesh::swarm::SwarmMessage};
@@ -10,7 +14,7 @@ use tokio::{
     sync::{broadcast, mpsc},
     time::sleep_until,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::debug;
 
 use crate::{ConnectionInfo, Event, Output, Protocol, Swarm};
@@ -31,6 +35,13 @@ pub(crate) enum Input {
 /// Inputs waiting for a swarm's task at most.
 pub(crate) const INPUT_QUEUE: usize = 1024;
 
+/// How long a protocol may take to finish once its connection is asked to close (Teleport's
+/// graceful close waits up to 3 s for the remote) before the connection is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// A connection in the swarm's hands. Its task (on `Driver::connections`) runs the transport
+/// and the protocol, and closes the transport when the protocol is done, so a graceful close
+/// reaches the remote before the transport goes.
 struct OpenTransport {
     transport: Arc<dyn Transport>,
     close: CancellationToken,
@@ -45,6 +56,8 @@ pub(crate) struct Driver {
     pub(crate) transports: Arc<dyn TransportFactory>,
     pub(crate) protocol: Arc<dyn Protocol>,
     pub(crate) events: broadcast::Sender<Event>,
+    /// Every connection's task, also those still closing.
+    pub(crate) connections: TaskTracker,
 }
 
 fn now() -> Instant {
@@ -98,10 +111,14 @@ impl Driver {
                 }
             }
         }
-        for (_, transport) in open {
-            transport.close.cancel();
-            transport.transport.close().await;
+        // Connection tasks report back through the inputs; nobody reads them any more.
+        self.inputs.close();
+        debug!(topic = %self.swarm.topic().short(), connections = self.connections.len(), "left the swarm");
+        for connection in open.values() {
+            connection.close.cancel();
         }
+        self.connections.close();
+        self.connections.wait().await;
     }
 
     async fn execute(&mut self, output: Output, open: &mut HashMap<(PublicKey, PublicKey), OpenTransport>) {
@@ -132,9 +149,9 @@ impl Driver {
                 }
             }
             Output::CloseTransport { peer, session } => {
+                // The connection's task closes the transport once the protocol has closed.
                 if let Some(open) = open.remove(&(peer, session)) {
                     open.close.cancel();
-                    open.transport.close().await;
                 }
             }
             Output::Event(event) => {
@@ -164,8 +181,10 @@ impl Driver {
         let info = ConnectionInfo { own, remote: peer, topic, session, initiator };
         let (transport_task, protocol, feedback, stop) =
             (transport.clone(), self.protocol.clone(), self.feedback.clone(), close.clone());
-        tokio::spawn(async move {
-            let result = run_connection(transport_task, protocol, info, stop, &feedback).await;
+        self.connections.spawn(async move {
+            let result = run_connection(&transport_task, protocol, info, stop, &feedback).await;
+            debug!(peer = %peer.short(), ?result, "connection over; closing its transport");
+            transport_task.close().await;
             let _ = feedback.send(Input::Closed(peer, session, result.err())).await;
         });
         OpenTransport { transport, close }
@@ -173,7 +192,7 @@ impl Driver {
 }
 
 async fn run_connection(
-    transport: Arc<dyn Transport>,
+    transport: &Arc<dyn Transport>,
     protocol: Arc<dyn Protocol>,
     info: ConnectionInfo,
     close: CancellationToken,
@@ -185,7 +204,15 @@ async fn run_connection(
         stream = transport.connected() => stream.map_err(|err| err.to_string())?,
     };
     let _ = feedback.send(Input::Connected(info.remote, info.session)).await;
-    protocol.run(info, stream, close).await
+    let run = protocol.run(info, stream, close.clone());
+    let overdue = async {
+        close.cancelled().await;
+        tokio::time::sleep(CLOSE_GRACE).await;
+    };
+    tokio::select! {
+        result = run => result,
+        () = overdue => Err("the protocol did not finish closing in time".into()),
+    }
 }
 
 /// Topic of a swarm message, if it names one.

@@ -49,6 +49,7 @@ pub struct SwarmHandle {
     inputs: mpsc::Sender<Input>,
     events: broadcast::Sender<Event>,
     manager: NetworkManager,
+    driver: tokio::task::JoinHandle<()>,
 }
 
 impl SwarmHandle {
@@ -62,11 +63,15 @@ impl SwarmHandle {
         self.events.subscribe()
     }
 
-    /// Leaves the swarm: signaling first (others see PeerLeft), then every connection closes.
+    /// Leaves the swarm: signaling first (others see PeerLeft), then every connection closes,
+    /// each protocol finishing its graceful close first (a few seconds at most). Returns once
+    /// all connections are closed, so a process may exit right after without leaving the others
+    /// to find out by timeout (over UDP, nothing else would tell them).
     pub async fn leave(self) -> Result<(), SignalError> {
         let result = self.manager.signal.leave(self.topic, self.manager.own).await;
         self.manager.routes_lock().remove(&self.topic);
         let _ = self.inputs.send(Input::Leave).await;
+        let _ = self.driver.await;
         result
     }
 }
@@ -111,11 +116,12 @@ impl NetworkManager {
             transports: self.transports.clone(),
             protocol,
             events: events.clone(),
+            connections: tokio_util::task::TaskTracker::new(),
         };
-        tokio::spawn(driver.run());
+        let driver = tokio::spawn(driver.run());
         self.routes_lock().insert(topic, inputs.clone());
         self.signal.join(topic, self.own).await?;
-        Ok(SwarmHandle { topic, inputs, events, manager: self.clone() })
+        Ok(SwarmHandle { topic, inputs, events, manager: self.clone(), driver })
     }
 
     fn routes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<DiscoveryKey, mpsc::Sender<Input>>> {
