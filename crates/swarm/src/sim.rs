@@ -9,7 +9,7 @@
 //!
 //! A seeded network model ([`model`]) adds per-pair latency, message loss (as the reliable
 //! messenger's retries) and partitions; a bounded signaling view (`SimConfig::view`, see
-//! `directory.rs`) makes swarms of 10,000 peers affordable. With the defaults (no jitter, no loss,
+//! `directory.rs`) makes swarms of 10,000 peers affordable. With the defaults (one fixed latency, no loss,
 //! no partition, everyone told about everyone) the network behaves exactly as before they existed.
 
 use std::{
@@ -28,20 +28,18 @@ mod directory;
 pub mod model;
 
 use directory::Directory;
-pub use model::Partition;
+pub use model::{Latency, Partition};
 
 /// How the modelled network behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// One-way delay of signaling messages and PeerAvailable / PeerLeft.
-    pub message_latency: Duration,
+    /// One-way delays of signaling messages and PeerAvailable / PeerLeft: each pair of peers
+    /// (and each peer's path to the signal server) gets one, drawn from `seed` (see [`model`]).
+    pub latency: Latency,
     /// Time from both sides opening a transport to it being up.
     pub transport_delay: Duration,
     /// How long the reliable messenger tries before reporting a message undeliverable.
     pub undeliverable_after: Duration,
-    /// Each pair of peers' one-way delay is `message_latency` plus up to this much, drawn from
-    /// `seed` (see [`model`]); zero gives every message `message_latency`.
-    pub jitter: Duration,
     /// Probability that one attempt of a swarm message is lost (the messenger retries it).
     pub loss: f64,
     /// Peers each joining peer is introduced to (see `directory.rs`); `None` tells everyone about
@@ -71,10 +69,9 @@ pub struct SimStats {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            message_latency: Duration::from_millis(5),
+            latency: Latency::default(),
             transport_delay: Duration::from_millis(20),
             undeliverable_after: Duration::from_secs(10),
-            jitter: Duration::ZERO,
             loss: 0.0,
             view: None,
             seed: 0,
@@ -407,14 +404,12 @@ impl Sim {
 
     /// The signal server's delay to `to`.
     fn server_delay(&self, to: &PublicKey) -> Duration {
-        let hash = model::key_hash(self.config.seed, to);
-        model::spread(self.config.message_latency, self.config.jitter, hash)
+        self.config.latency.delay(model::key_hash(self.config.seed, to))
     }
 
     /// The modelled one-way delay between `a` and `b` (the same both ways), before any loss.
     pub fn pair_delay(&self, a: &PublicKey, b: &PublicKey) -> Duration {
-        let hash = model::pair_hash(self.config.seed, a, b);
-        model::spread(self.config.message_latency, self.config.jitter, hash)
+        self.config.latency.delay(model::pair_hash(self.config.seed, a, b))
     }
 
     fn schedule(&mut self, delay: Duration, delivery: Delivery) {
@@ -580,7 +575,7 @@ impl Sim {
         for other in link.opened.iter().copied().filter(|p| *p != closer) {
             let incarnation = self.incarnation(&other);
             self.schedule(
-                self.config.message_latency,
+                self.pair_delay(&closer, &other),
                 Delivery::Closed { to: other, peer: closer, session, incarnation },
             );
         }

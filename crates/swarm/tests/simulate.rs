@@ -9,7 +9,7 @@ use std::{
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_swarm::{
     Swarm, SwarmConfig,
-    sim::{Partition, Sim, SimConfig, model},
+    sim::{Latency, Partition, Sim, SimConfig, model},
     topology::Mmst,
 };
 
@@ -36,8 +36,7 @@ fn join(sim: &mut Sim, key: PublicKey) {
 
 fn model_config(view: Option<usize>) -> SimConfig {
     SimConfig {
-        message_latency: Duration::from_millis(30),
-        jitter: Duration::from_millis(40),
+        latency: Latency::Uniform { min: Duration::from_millis(30), max: Duration::from_millis(70) },
         loss: 0.05,
         view,
         seed: 11,

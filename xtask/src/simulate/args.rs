@@ -2,6 +2,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use mesh_swarm::sim::Latency;
+
 /// Which topology every peer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TopologyKind {
@@ -42,11 +44,13 @@ pub(crate) struct Options {
     pub(crate) churn: f64,
     /// When churn starts (so a cold start can converge first).
     pub(crate) churn_from: Duration,
-    /// Mean one-way latency.
-    pub(crate) latency: Duration,
-    /// Half-width of the uniform spread around `latency`.
-    pub(crate) jitter: Duration,
+    /// How one-way latencies spread over the pairs of peers.
+    pub(crate) latency: Latency,
     pub(crate) loss: f64,
+    /// Each peer's uplink in bits per second; `None` for unlimited.
+    pub(crate) bandwidth: Option<u64>,
+    /// Content bytes of each broadcast message.
+    pub(crate) message_bytes: usize,
     pub(crate) partition: Option<PartitionSpec>,
     /// Metrics sampling interval.
     pub(crate) sample: Duration,
@@ -63,6 +67,10 @@ const AUTO_VIEW_ABOVE: usize = 300;
 const AUTO_VIEW: usize = 48;
 /// The most peers a run may start with.
 const MAX_PEERS: usize = 100_000;
+/// The largest broadcast message (Teleport carries up to 4 MiB per message).
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// The longest delay a pair may have, in milliseconds.
+const MAX_LATENCY_MS: u64 = 60_000;
 /// The longest run.
 const MAX_DURATION_SECS: u64 = 24 * 3600;
 
@@ -72,8 +80,13 @@ pub(crate) const FLAGS: &str = "  --peers N            peers at the start (defau
   --duration SECS      virtual seconds to run (default 300)
   --churn RATE         joins per second, and as many leaves (default 1; 0 for none)
   --churn-from SECS    when churn starts, so the cold start can converge first (default 0)
-  --latency MS[:JIT]   one-way latency per pair, uniform in MS±JIT ms (default 50:20)
+  --latency SPEC       one-way latency per pair: MS (fixed), MS:JIT (uniform in MS±JIT) or
+                       lognormal:MEDIAN[:SIGMA] (a long tail; SIGMA default 0.5) (default 50:20)
   --loss P             probability a swarm message attempt is lost (default 0)
+  --bandwidth MBIT     each peer's uplink in Mbit/s, which broadcasts queue on (default 10;
+                       0 for unlimited)
+  --message-bytes N    content bytes per broadcast message, sent as a gossip announce over
+                       Teleport (default 1024)
   --partition AT:FOR[:GROUPS]  split the network at AT s for FOR s into GROUPS (default 2) groups
   --sample SECS        metrics sampling interval (default 10)
   --view N|all         peers the signal server introduces each newcomer to (default: all up to
@@ -90,9 +103,10 @@ impl Default for Options {
             duration: Duration::from_secs(300),
             churn: 1.0,
             churn_from: Duration::ZERO,
-            latency: Duration::from_millis(50),
-            jitter: Duration::from_millis(20),
+            latency: Latency::Uniform { min: Duration::from_millis(30), max: Duration::from_millis(70) },
             loss: 0.0,
+            bandwidth: Some(10_000_000),
+            message_bytes: 1024,
             partition: None,
             sample: Duration::from_secs(10),
             view: None,
@@ -142,19 +156,15 @@ pub(crate) fn parse(args: &[&str]) -> Result<Options, String> {
                 let secs = bounded(flag, number(flag, value()?)?, 0, MAX_DURATION_SECS)?;
                 options.churn_from = Duration::from_secs(secs);
             }
-            "--latency" => {
-                let text = value()?;
-                let (base, jitter) = match text.split_once(':') {
-                    Some((base, jitter)) => (number(flag, base)?, number(flag, jitter)?),
-                    None => (number(flag, text)?, 0),
-                };
-                if jitter > base || base > 60_000 {
-                    return Err(format!("--latency: need JIT <= MS <= 60000, got {base}:{jitter}"));
-                }
-                options.latency = Duration::from_millis(base);
-                options.jitter = Duration::from_millis(jitter);
-            }
+            "--latency" => options.latency = latency(value()?)?,
             "--loss" => options.loss = fraction(flag, value()?, 1.0)?,
+            "--bandwidth" => {
+                let mbit = fraction(flag, value()?, 100_000.0)?;
+                options.bandwidth = (mbit > 0.0).then(|| (mbit * 1e6).round().max(1.0) as u64);
+            }
+            "--message-bytes" => {
+                options.message_bytes = bounded(flag, number(flag, value()?)?, 1, MAX_MESSAGE_BYTES)?;
+            }
             "--partition" => options.partition = Some(partition(value()?)?),
             "--sample" => {
                 let secs = bounded(flag, number(flag, value()?)?, 1, MAX_DURATION_SECS)?;
@@ -195,6 +205,29 @@ fn fraction(flag: &str, text: &str, max: f64) -> Result<f64, String> {
     Ok(value)
 }
 
+fn latency(text: &str) -> Result<Latency, String> {
+    let flag = "--latency";
+    let ms = |text: &str| -> Result<u64, String> { bounded(flag, number(flag, text)?, 0, MAX_LATENCY_MS) };
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts[..] {
+        [fixed] => Ok(Latency::Fixed(Duration::from_millis(ms(fixed)?))),
+        ["lognormal", median] | ["lognormal", median, _] => {
+            let sigma = parts.get(2).map_or(Ok(0.5), |s| fraction(flag, s, 2.0))?;
+            let median = Duration::from_millis(bounded(flag, ms(median)?, 1, MAX_LATENCY_MS)?);
+            Ok(Latency::LogNormal { median, sigma })
+        }
+        [mean, jitter] => {
+            let (mean, jitter) = (ms(mean)?, ms(jitter)?);
+            if jitter > mean {
+                return Err(format!("{flag}: need JIT <= MS, got {mean}:{jitter}"));
+            }
+            let (min, max) = (Duration::from_millis(mean - jitter), Duration::from_millis(mean + jitter));
+            Ok(Latency::Uniform { min, max })
+        }
+        _ => Err(format!("{flag}: expected MS, MS:JIT or lognormal:MEDIAN[:SIGMA], got {text:?}")),
+    }
+}
+
 fn partition(text: &str) -> Result<PartitionSpec, String> {
     let flag = "--partition";
     let parts: Vec<&str> = text.split(':').collect();
@@ -224,9 +257,21 @@ mod tests {
                 .unwrap();
         assert_eq!(options.topology, TopologyKind::Star);
         assert_eq!(options.view, None);
-        assert_eq!(options.jitter, Duration::from_millis(5));
+        let ms = Duration::from_millis;
+        assert_eq!(options.latency, Latency::Uniform { min: ms(5), max: ms(15) });
         assert_eq!(options.partition.map(|p| p.groups), Some(3));
-        assert_eq!(parse(&["--latency", "40"]).unwrap().latency, Duration::from_millis(40));
+        assert_eq!(parse(&["--latency", "40"]).unwrap().latency, Latency::Fixed(ms(40)));
+        assert_eq!(
+            parse(&["--latency", "lognormal:60"]).unwrap().latency,
+            Latency::LogNormal { median: ms(60), sigma: 0.5 }
+        );
+        assert_eq!(
+            parse(&["--latency", "lognormal:60:1.2"]).unwrap().latency,
+            Latency::LogNormal { median: ms(60), sigma: 1.2 }
+        );
+        assert_eq!(parse(&["--bandwidth", "2.5"]).unwrap().bandwidth, Some(2_500_000));
+        assert_eq!(parse(&["--bandwidth", "0"]).unwrap().bandwidth, None);
+        assert_eq!(parse(&["--message-bytes", "64"]).unwrap().message_bytes, 64);
     }
 
     #[test]
@@ -239,6 +284,12 @@ mod tests {
             &["--loss", "2"],
             &["--loss", "NaN"],
             &["--latency", "5:10"],
+            &["--latency", "lognormal:0"],
+            &["--latency", "lognormal:50:3"],
+            &["--latency", "normal:50"],
+            &["--latency", "1:2:3"],
+            &["--bandwidth", "-1"],
+            &["--message-bytes", "0"],
             &["--partition", "10"],
             &["--view", "1"],
             &["--bogus"],

@@ -125,25 +125,36 @@ impl Graph {
         (best.0.max(swept.0), false)
     }
 
-    /// A flood from `source` over the graph, each hop taking `hop(a, b)`: the arrival time at
-    /// every node it reaches (Dijkstra), source excluded.
+    /// A flood from `source` over the graph: the arrival time at every node it reaches
+    /// (Dijkstra), source excluded. A hop from `a` to `b` takes `hop(a, b)` after `a`'s uplink has
+    /// sent the message to each neighbour before `b`, `send_time` each.
     pub(crate) fn flood(
         &self,
         source: usize,
+        send_time: Duration,
         hop: impl Fn(&PublicKey, &PublicKey) -> Duration,
     ) -> Vec<Duration> {
         let mut best = vec![Duration::MAX; self.len()];
+        let mut parent = vec![usize::MAX; self.len()];
         best[source] = Duration::ZERO;
         let mut heap = BinaryHeap::from([Reverse((Duration::ZERO, source))]);
         while let Some(Reverse((at, node))) = heap.pop() {
             if at > best[node] {
                 continue;
             }
+            // The peer forwards to each neighbour but the one it heard from, one after another
+            // through its uplink.
+            let mut queued = Duration::ZERO;
             for &next in &self.adjacency[node] {
                 let next = next as usize;
-                let arrival = at + hop(&self.keys[node], &self.keys[next]);
+                if next == parent[node] {
+                    continue;
+                }
+                queued += send_time;
+                let arrival = at + queued + hop(&self.keys[node], &self.keys[next]);
                 if arrival < best[next] {
                     best[next] = arrival;
+                    parent[next] = node;
                     heap.push(Reverse((arrival, next)));
                 }
             }
@@ -172,7 +183,27 @@ mod tests {
         assert_eq!(graph.edges(), 2, "d->a is one-sided and does not count");
         assert_eq!(graph.components().1, 2);
         assert_eq!(graph.diameter(|_| 0), (2, true));
-        let arrivals = graph.flood(0, |_, _| Duration::from_millis(10));
+        let arrivals = graph.flood(0, Duration::ZERO, |_, _| Duration::from_millis(10));
         assert_eq!(arrivals, vec![Duration::from_millis(10), Duration::from_millis(20)]);
+    }
+
+    #[test]
+    fn a_busy_uplink_delays_later_neighbours_but_not_the_sender() {
+        let (centre, a, b, c) = (key(1), key(2), key(3), key(4));
+        let connections = BTreeMap::from([
+            (centre, vec![a, b, c]),
+            (a, vec![centre]),
+            (b, vec![centre]),
+            (c, vec![centre]),
+        ]);
+        let graph = Graph::new(&connections);
+        let ms = Duration::from_millis;
+        let mut from_centre = graph.flood(0, ms(1), |_, _| ms(10));
+        from_centre.sort_unstable();
+        assert_eq!(from_centre, vec![ms(11), ms(12), ms(13)]);
+        // From a leaf, the centre does not send back to where the message came from.
+        let mut from_leaf = graph.flood(1, ms(1), |_, _| ms(10));
+        from_leaf.sort_unstable();
+        assert_eq!(from_leaf, vec![ms(11), ms(22), ms(23)]);
     }
 }

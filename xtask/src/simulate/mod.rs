@@ -1,16 +1,20 @@
 //! `cargo xtask simulate`: a whole swarm on virtual time — real swarm cores and topologies on
 //! `mesh_swarm::sim::Sim`'s modelled signaling, messenger and transports — with a seeded network
-//! model (latency, loss, partitions), churn, and metrics sampled over time: a summary table, the
-//! same as JSON with `--json`, and an SVG plot. The same flags give byte-identical JSON and SVG.
+//! model (a latency distribution, loss, uplink bandwidth, partitions), churn, and metrics sampled
+//! over time: a summary table, the same as JSON with `--json`, and an SVG plot. The same flags
+//! give byte-identical JSON and SVG.
 //!
-//! Teleport is not simulated: connections count as up once their modelled transport is, and the
-//! broadcast is computed on the graph (see `report::METHOD`).
+//! Teleport enters where it changes the figures, the broadcast: its wire size is measured by
+//! sending a gossip announce through a real Teleport muxer (`wire.rs`), and each hop queues on the
+//! sender's uplink at that size. Connections count as up once their modelled transport is (see
+//! `report::METHOD`).
 
 mod args;
 mod graph;
 mod report;
 mod runner;
 mod svg;
+mod wire;
 
 use std::{io::Write as _, path::PathBuf};
 
@@ -32,7 +36,7 @@ pub(crate) fn run(flags: &[&str]) -> Result<()> {
         return rerun_in_release(flags);
     }
     let started = std::time::Instant::now();
-    let outcome = runner::run(&options);
+    let outcome = runner::run(&options).map_err(anyhow::Error::msg)?;
     let wall = started.elapsed();
     let svg_path = options.svg.clone().unwrap_or_else(|| PathBuf::from("target/simulate.svg"));
     let svg_path = if svg_path.is_relative() && options.svg.is_none() {
@@ -89,20 +93,48 @@ mod tests {
 
     fn outputs(flags: &[&str]) -> (String, String, runner::Outcome) {
         let options = args::parse(flags).unwrap();
-        let outcome = runner::run(&options);
+        let outcome = runner::run(&options).unwrap();
         let (json, svg) = render(&options, &outcome);
         (json, svg, outcome)
     }
 
     #[test]
     fn same_seed_gives_byte_identical_json_and_svg() {
-        let flags = ["--peers", "40", "--duration", "60", "--churn", "0.5", "--loss", "0.05", "--seed", "7"];
+        let flags = [
+            "--peers",
+            "40",
+            "--duration",
+            "60",
+            "--churn",
+            "0.5",
+            "--loss",
+            "0.05",
+            "--seed",
+            "7",
+            "--latency",
+            "lognormal:40:0.8",
+            "--bandwidth",
+            "1",
+        ];
         let (json_a, svg_a, _) = outputs(&flags);
         let (json_b, svg_b, _) = outputs(&flags);
         assert_eq!(json_a, json_b);
         assert_eq!(svg_a, svg_b);
         let (json_c, _, _) = outputs(&["--peers", "40", "--duration", "60", "--churn", "0.5", "--seed", "8"]);
         assert_ne!(json_a, json_c, "another seed gives another run");
+    }
+
+    #[test]
+    fn a_slower_uplink_and_bigger_messages_slow_the_broadcast() {
+        let run = |bandwidth: &str, bytes: &str| {
+            let flags = ["--peers", "60", "--duration", "40", "--churn", "0", "--bandwidth", bandwidth];
+            let (_, _, outcome) = outputs(&[&flags[..], &["--message-bytes", bytes]].concat());
+            runner::percentile(&outcome.broadcast_arrivals, 50.0)
+        };
+        let fast = run("0", "1024");
+        let slow = run("1", "1024");
+        let slower = run("1", "16384");
+        assert!(fast < slow && slow < slower, "{fast:?} < {slow:?} < {slower:?}");
     }
 
     #[test]

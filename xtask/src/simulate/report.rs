@@ -2,6 +2,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
+use mesh_swarm::sim::Latency;
 use serde_json::{Value, json};
 
 use super::{
@@ -11,8 +12,10 @@ use super::{
 
 /// How the figures were computed, printed with them.
 const METHOD: &str = "metrics on snapshots of the graph of connections both ends see as up; \
-broadcast = flood from 4 seeded sources per sample over that snapshot, per-hop latency = the modelled \
-pair latency (Dijkstra), not a simulated gossip; diameter exact up to 400 peers, else a lower bound \
+broadcast = flood from 4 seeded sources per sample over that snapshot (Dijkstra): each peer forwards \
+to every neighbour but its sender one after another, each send taking the message's Teleport wire \
+size (a gossip announce measured through a real muxer) over the uplink bandwidth, then the modelled \
+pair latency; diameter exact up to 400 peers, else a lower bound \
 (BFS from 4 seeded nodes plus a double sweep); signal messages = swarm messages, PeerAvailable and \
 PeerLeft delivered by the model";
 
@@ -22,6 +25,30 @@ fn ms(d: Duration) -> f64 {
 
 fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
+}
+
+fn latency_json(latency: &Latency) -> Value {
+    match *latency {
+        Latency::Fixed(delay) => json!({ "fixed_ms": ms(delay) }),
+        Latency::Uniform { min, max } => json!({ "uniform_ms": [ms(min), ms(max)] }),
+        Latency::LogNormal { median, sigma } => {
+            json!({ "lognormal": { "median_ms": ms(median), "sigma": sigma } })
+        }
+    }
+}
+
+fn latency_text(latency: &Latency) -> String {
+    match *latency {
+        Latency::Fixed(delay) => format!("{} ms", ms(delay)),
+        Latency::Uniform { min, max } => format!("{}–{} ms", ms(min), ms(max)),
+        Latency::LogNormal { median, sigma } => {
+            format!("log-normal, median {} ms, sigma {sigma}", ms(median))
+        }
+    }
+}
+
+fn bandwidth_text(options: &Options) -> String {
+    options.bandwidth.map_or("unlimited".to_owned(), |bits| format!("{} Mbit/s", bits as f64 / 1e6))
 }
 
 fn view(options: &Options) -> Value {
@@ -42,9 +69,10 @@ pub(crate) fn json(options: &Options, outcome: &Outcome) -> Value {
             "duration_s": options.duration.as_secs(),
             "churn_per_s": options.churn,
             "churn_from_s": options.churn_from.as_secs(),
-            "latency_ms": ms(options.latency),
-            "jitter_ms": ms(options.jitter),
+            "latency": latency_json(&options.latency),
             "loss": options.loss,
+            "bandwidth_bit_per_s": options.bandwidth,
+            "message_bytes": options.message_bytes,
             "partition": options.partition.map(|p| json!({
                 "at_s": p.at.as_secs(), "for_s": p.length.as_secs(), "groups": p.groups,
             })),
@@ -67,6 +95,7 @@ pub(crate) fn json(options: &Options, outcome: &Outcome) -> Value {
             "churn_clean_leaves": outcome.clean_leaves,
             "degree_histogram": outcome.degree_histogram,
             "broadcast": {
+                "wire_bytes_per_hop": outcome.broadcast_wire_bytes,
                 "delivery_ratio": round3(outcome.broadcast_ratio),
                 "p50_ms": ms(percentile(arrivals, 50.0)),
                 "p90_ms": ms(percentile(arrivals, 90.0)),
@@ -120,20 +149,28 @@ pub(crate) fn table(options: &Options, outcome: &Outcome, wall: Duration) -> Str
         (
             "run",
             format!(
-                "{} peers, {}, seed {}, {} s, churn {}/s from {} s, latency {}±{} ms, loss {}, view {}",
+                "{} peers, {}, seed {}, {} s, churn {}/s from {} s, latency {}, loss {}, view {}",
                 options.peers,
                 options.topology.name(),
                 options.seed,
                 options.duration.as_secs(),
                 options.churn,
                 options.churn_from.as_secs(),
-                options.latency.as_millis(),
-                options.jitter.as_millis(),
+                latency_text(&options.latency),
                 options.loss,
                 view
             ),
         ),
         ("partition", partition),
+        (
+            "broadcast message",
+            format!(
+                "{} content bytes = {} bytes on the wire per hop (gossip announce over Teleport), uplink {}",
+                options.message_bytes,
+                outcome.broadcast_wire_bytes,
+                bandwidth_text(options)
+            ),
+        ),
         ("time to converge (all at target)", secs(outcome.converged_at)),
         ("time to converge (99% at target)", secs(outcome.converged_99_at)),
         ("one component again after heal", secs(outcome.reconnected_after_heal_at)),

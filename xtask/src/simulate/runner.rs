@@ -14,6 +14,7 @@ use rand::{RngExt, SeedableRng, rngs::SmallRng};
 use super::{
     args::{Options, TopologyKind},
     graph::Graph,
+    wire,
 };
 
 /// Broadcast sources per sample.
@@ -55,6 +56,8 @@ pub(crate) struct Outcome {
     pub(crate) reconnected_after_heal_at: Option<u64>,
     /// Peers per degree (index = degree) at the end.
     pub(crate) degree_histogram: Vec<usize>,
+    /// Bytes one broadcast hop puts on the wire (a gossip announce through Teleport).
+    pub(crate) broadcast_wire_bytes: usize,
     /// Every broadcast arrival time of every sample, sorted.
     pub(crate) broadcast_arrivals: Vec<Duration>,
     pub(crate) broadcast_ratio: f64,
@@ -68,8 +71,9 @@ pub(crate) struct Outcome {
 }
 
 /// Runs the simulation `options` describe.
-pub(crate) fn run(options: &Options) -> Outcome {
-    Runner::new(options).run()
+pub(crate) fn run(options: &Options) -> Result<Outcome, String> {
+    let wire_bytes = wire::announce_bytes(options.message_bytes)?;
+    Ok(Runner::new(options, wire_bytes).run())
 }
 
 struct Runner<'a> {
@@ -83,14 +87,15 @@ struct Runner<'a> {
     departed: Vec<PublicKey>,
     centre: Option<PublicKey>,
     incarnations: u64,
+    /// How long a peer's uplink takes to send one broadcast message.
+    send_time: Duration,
     outcome: Outcome,
 }
 
 impl<'a> Runner<'a> {
-    fn new(options: &'a Options) -> Self {
+    fn new(options: &'a Options, wire_bytes: usize) -> Self {
         let config = SimConfig {
-            message_latency: options.latency.saturating_sub(options.jitter),
-            jitter: options.jitter * 2,
+            latency: options.latency,
             loss: options.loss,
             view: options.view,
             seed: options.seed,
@@ -110,7 +115,9 @@ impl<'a> Runner<'a> {
             departed: Vec::new(),
             centre: None,
             incarnations: 0,
+            send_time: wire::send_time(wire_bytes, options.bandwidth),
             outcome: Outcome {
+                broadcast_wire_bytes: wire_bytes,
                 samples: Vec::new(),
                 converged_at: None,
                 converged_99_at: None,
@@ -299,7 +306,7 @@ impl<'a> Runner<'a> {
         let sources = if graph.len() > 1 { BROADCAST_SOURCES } else { 0 };
         for _ in 0..sources {
             let source = self.metrics_rng.random_range(0..graph.len());
-            let reached = graph.flood(source, |a, b| self.sim.pair_delay(a, b));
+            let reached = graph.flood(source, self.send_time, |a, b| self.sim.pair_delay(a, b));
             ratio += reached.len() as f64 / (graph.len() - 1) as f64;
             arrivals.extend(reached);
         }

@@ -1,7 +1,7 @@
 //! The seeded network model of [`Sim`](super::Sim): latency, loss and partitions.
 //!
-//! Latency is per pair of peers, not per message: each pair gets a fixed one-way delay drawn from
-//! `message_latency + [0, jitter]` by hashing the seed with both keys (think of it as the distance
+//! Latency is per pair of peers, not per message: each pair gets a fixed one-way delay drawn from a
+//! [`Latency`] distribution by hashing the seed with both keys (think of it as the distance
 //! between them), and signaling (PeerAvailable / PeerLeft) gets one per receiving peer the same way.
 //! A fixed delay per pair keeps each pair's messages in order, as one path through the signal
 //! server would; only losses reorder them, as the reliable messenger's retries do.
@@ -38,6 +38,69 @@ impl Partition {
     }
 }
 
+/// How one-way delays are spread over the pairs of peers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    /// Every pair the same.
+    Fixed(Duration),
+    /// Uniform between the two bounds.
+    Uniform {
+        /// The shortest delay.
+        min: Duration,
+        /// The longest delay.
+        max: Duration,
+    },
+    /// Log-normal around `median` with shape `sigma`, capped at [`LOG_NORMAL_CAP`] × `median`:
+    /// most pairs close to the median and a long tail of distant ones, the shape of round trips
+    /// measured across the internet.
+    LogNormal {
+        /// Half the pairs are closer than this.
+        median: Duration,
+        /// The spread of the logarithm (0.5 puts 95 % of pairs within 0.37–2.7 × the median).
+        sigma: f64,
+    },
+}
+
+/// The longest log-normal delay, as a multiple of the median, so one pair cannot stall a run.
+pub const LOG_NORMAL_CAP: f64 = 20.0;
+
+impl Latency {
+    /// The delay fixed by `hash` (uniform over the 64-bit hashes).
+    pub fn delay(&self, hash: u64) -> Duration {
+        match *self {
+            Self::Fixed(delay) => delay,
+            Self::Uniform { min, max } => spread(min, max.saturating_sub(min), hash),
+            Self::LogNormal { median, sigma } => {
+                let factor = (sigma * standard_normal(hash)).exp().min(LOG_NORMAL_CAP);
+                median.mul_f64(factor)
+            }
+        }
+    }
+
+    /// The mean delay over all pairs (for the log-normal, of the uncapped distribution).
+    pub fn mean(&self) -> Duration {
+        match *self {
+            Self::Fixed(delay) => delay,
+            Self::Uniform { min, max } => (min + max) / 2,
+            Self::LogNormal { median, sigma } => median.mul_f64((sigma * sigma / 2.0).exp()),
+        }
+    }
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self::Fixed(Duration::from_millis(5))
+    }
+}
+
+/// A standard normal draw fixed by `hash` (Box–Muller on its two 32-bit halves).
+fn standard_normal(hash: u64) -> f64 {
+    // Both halves map into (0, 1]: the logarithm below never sees zero.
+    let u1 = ((hash >> 32) as f64 + 1.0) / 4_294_967_296.0;
+    let u2 = ((hash & 0xffff_ffff) as f64) / 4_294_967_296.0;
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
 /// splitmix64's finaliser: a well-mixed 64-bit hash of `x`.
 pub fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -65,7 +128,7 @@ pub(super) fn spread(base: Duration, jitter: Duration, hash: u64) -> Duration {
     base + Duration::from_nanos(u64::try_from(extra).unwrap_or(u64::MAX))
 }
 
-/// The one-way delay between `a` and `b` (the same both ways).
+/// The hash that fixes the one-way delay between `a` and `b` (the same both ways).
 pub(super) fn pair_hash(seed: u64, a: &PublicKey, b: &PublicKey) -> u64 {
     let (low, high) = if a <= b { (a, b) } else { (b, a) };
     key_hash(key_hash(seed, low), high)
@@ -108,6 +171,30 @@ mod tests {
                 assert!(allowed.contains(&extra), "{extra:?}");
             }
         }
+    }
+
+    #[test]
+    fn log_normal_delays_centre_on_the_median_with_a_capped_tail() {
+        let median = Duration::from_millis(50);
+        let latency = Latency::LogNormal { median, sigma: 0.5 };
+        let mut delays: Vec<Duration> = (0..10_000u64).map(|i| latency.delay(mix(i))).collect();
+        delays.sort_unstable();
+        let middle = delays[delays.len() / 2];
+        assert!(middle > median.mul_f64(0.95) && middle < median.mul_f64(1.05), "{middle:?}");
+        assert!(delays[delays.len() * 99 / 100] > median.mul_f64(2.5), "a tail beyond 2.5 × the median");
+        assert!(delays.iter().all(|d| *d <= median.mul_f64(LOG_NORMAL_CAP)));
+        let mean = delays.iter().sum::<Duration>() / 10_000;
+        let expected = latency.mean();
+        assert!(mean > expected.mul_f64(0.95) && mean < expected.mul_f64(1.05), "{mean:?} vs {expected:?}");
+    }
+
+    #[test]
+    fn uniform_delays_stay_within_bounds() {
+        let (min, max) = (Duration::from_millis(30), Duration::from_millis(70));
+        let latency = Latency::Uniform { min, max };
+        assert_eq!(latency.delay(0), min);
+        assert!((0..1000u64).map(|i| latency.delay(mix(i))).all(|d| d >= min && d <= max));
+        assert_eq!(latency.mean(), Duration::from_millis(50));
     }
 
     #[test]
