@@ -4,8 +4,9 @@ mod demo;
 mod keygen;
 mod peer;
 mod signal;
+mod transport;
 
-use clap::{Parser, Subcommand};
+use clap::{Args as _, Parser, Subcommand, error::ErrorKind};
 
 /// Resilient peer-to-peer networking, wire-compatible with DXOS 0.8.3.
 #[derive(Debug, Parser)]
@@ -29,10 +30,18 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The server logs what it does; the other commands speak through their own output.
+    if let Command::Peer(args) = &cli.command
+        && let Some(message) = args.usage_error()
+    {
+        peer::Args::augment_args(clap::Command::new("mesh peer"))
+            .error(ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
+    // The server logs what it does; the other commands speak through their own output. The
+    // WebRTC stack warns about routine ICE and DTLS events; only its errors matter here.
     let default_filter = match cli.command {
         Command::Signal(_) => "info",
-        _ => "warn",
+        _ => "warn,rtc=error,webrtc=error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -18,9 +18,10 @@ use mesh_swarm::{
     topology::{FullyConnected, Mmst, Star, Topology},
 };
 use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Port, TeleportProtocol};
-use mesh_transport::tcp::TcpTransportFactory;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::transport::{IceArgs, TransportChoice};
 
 /// The chat extension's name on the wire.
 const CHAT: &str = "mesh.chat";
@@ -40,11 +41,14 @@ pub(crate) struct Args {
     /// This peer's secret key file (from `mesh keygen`); a new key is made when absent.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// How to connect to other peers: tcp (webrtc and memory are not available to this command).
-    #[arg(long, default_value = "tcp")]
-    transport: String,
+    /// How to connect to other peers (memory only reaches peers inside one process: see
+    /// `mesh demo --transport memory`).
+    #[arg(long, value_enum, default_value_t = TransportChoice::Tcp)]
+    transport: TransportChoice,
+    #[command(flatten)]
+    ice: IceArgs,
     /// full, star:CENTRE_HEX, or mmst.
-    #[arg(long, default_value = "full")]
+    #[arg(long, default_value = "full", value_parser = check_topology)]
     topology: String,
     /// Print every event as one JSON object per line.
     #[arg(long)]
@@ -65,6 +69,22 @@ impl Out {
             println!("{}", text());
         }
     }
+}
+
+impl Args {
+    /// What clap cannot check on its own, as a usage error.
+    pub(crate) fn usage_error(&self) -> Option<String> {
+        (self.transport == TransportChoice::Memory).then(|| {
+            "--transport memory only connects peers inside one process, and `mesh peer` is one peer: \
+             use tcp or webrtc (or `mesh demo --transport memory`)"
+                .to_owned()
+        })
+    }
+}
+
+/// Checks a `--topology` value while parsing, so a bad one is a usage error.
+fn check_topology(spec: &str) -> Result<String, String> {
+    topology(spec, PublicKey::from_bytes([0; 32])).map(|_| spec.to_owned()).map_err(|e| format!("{e:#}"))
 }
 
 fn topology(spec: &str, own: PublicKey) -> Result<Box<dyn Topology>> {
@@ -122,9 +142,6 @@ impl Extension for Chat {
 }
 
 pub(crate) async fn run(args: Args) -> Result<()> {
-    if args.transport != "tcp" {
-        bail!("transport {:?} is not available to `mesh peer`; use tcp", args.transport);
-    }
     let pair = keypair(args.key.as_ref())?;
     let own = pair.public();
     let topic = match (args.topic, args.party) {
@@ -136,14 +153,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let out = Out { json: args.json };
 
     let signal: Arc<dyn Signal> = Arc::new(Manager::connect(args.signals.clone())?);
-    let manager = NetworkManager::new(
-        own,
-        signal.clone(),
-        Arc::new(TcpTransportFactory::default()),
-        SwarmConfig::default(),
-    )
-    .await
-    .context("opening the inbox")?;
+    let manager =
+        NetworkManager::new(own, signal.clone(), args.transport.factory(&args.ice), SwarmConfig::default())
+            .await
+            .context("opening the inbox")?;
     let ports: Ports = Arc::default();
     let chat_ports = ports.clone();
     let protocol = TeleportProtocol::new(move |teleport| {

@@ -22,11 +22,23 @@ fn demo_forms_a_swarm_and_reports_its_figures() {
     }
 }
 
+fn demo_over(transport: &str) {
+    let output =
+        mesh().args(["demo", "--peers", "3", "--transport", transport, "--bulk-mib", "1"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("swarm formed    6 connections"), "{stdout}");
+    assert!(stdout.contains("demo passed"), "{stdout}");
+}
+
 #[test]
 fn demo_over_the_memory_transport() {
-    let output =
-        mesh().args(["demo", "--peers", "3", "--transport", "memory", "--bulk-mib", "1"]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    demo_over("memory");
+}
+
+#[test]
+fn demo_over_webrtc() {
+    demo_over("webrtc");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `mesh peer` end to end: a `mesh signal` process and three `mesh peer --json` processes form a
-//! swarm and exchange lines.
+//! swarm and exchange lines, over TCP and over WebRTC.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -22,9 +22,9 @@ struct Peer {
 }
 
 impl Peer {
-    async fn spawn(url: &str, topic: &str) -> Self {
+    async fn spawn(url: &str, topic: &str, transport: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
-            .args(["peer", "--signal", url, "--topic", topic, "--json"])
+            .args(["peer", "--signal", url, "--topic", topic, "--transport", transport, "--json"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -73,14 +73,13 @@ impl Peer {
     }
 }
 
-#[tokio::test]
-async fn three_peers_exchange_lines_through_a_signal_server() {
+async fn three_peers_exchange_lines(transport: &str) {
     let (_server, url) = common::signal_server().await;
     let topic = "ab".repeat(32);
 
     let mut peers = Vec::new();
     for _ in 0..3 {
-        peers.push(Peer::spawn(&url, &topic).await);
+        peers.push(Peer::spawn(&url, &topic, transport).await);
     }
     let keys: Vec<String> = peers.iter().map(|p| p.key.clone()).collect();
     for (index, peer) in peers.iter_mut().enumerate() {
@@ -107,6 +106,16 @@ async fn three_peers_exchange_lines_through_a_signal_server() {
     }
 }
 
+#[tokio::test]
+async fn three_peers_exchange_lines_over_tcp() {
+    three_peers_exchange_lines("tcp").await;
+}
+
+#[tokio::test]
+async fn three_peers_exchange_lines_over_webrtc() {
+    three_peers_exchange_lines("webrtc").await;
+}
+
 #[test]
 fn bad_peer_arguments_exit_with_code_2() {
     let mesh = || std::process::Command::new(env!("CARGO_BIN_EXE_mesh"));
@@ -116,4 +125,20 @@ fn bad_peer_arguments_exit_with_code_2() {
         mesh().args(["peer", "--signal", "ws://127.0.0.1:1/x", "--topic", "zz"]).output().unwrap();
     assert_eq!(bad_topic.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_topic.stderr).contains("--topic"));
+    let topic = "ab".repeat(32);
+    let peer = |extra: &[&str]| {
+        mesh()
+            .args(["peer", "--signal", "ws://127.0.0.1:1/x", "--topic", &topic])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let memory = peer(&["--transport", "memory"]);
+    assert_eq!(memory.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&memory.stderr).contains("mesh demo --transport memory"));
+    let ring = peer(&["--topology", "ring"]);
+    assert_eq!(ring.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&ring.stderr).contains("unknown topology"));
+    let carrier_pigeon = peer(&["--transport", "pigeon"]);
+    assert_eq!(carrier_pigeon.status.code(), Some(2));
 }

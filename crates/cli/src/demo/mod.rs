@@ -17,22 +17,14 @@ use mesh_signal::Client;
 use mesh_signal_server::{Config, Limits, RateLimit, Server};
 use mesh_swarm::{NetworkManager, SwarmConfig, topology::FullyConnected};
 use mesh_teleport::TeleportProtocol;
-use mesh_transport::{TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory};
+use mesh_transport::{TransportFactory, webrtc::WebRtcTransportFactory};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 
 use self::{
     extension::{Demo, Links, NAME, Report, lock},
     progress::Progress,
 };
-
-/// Which transport the demo's peers connect with.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum TransportChoice {
-    /// TCP over loopback, as DXOS's TCP transport.
-    Tcp,
-    /// In-process pipes.
-    Memory,
-}
+use crate::transport::{IceArgs, TransportChoice};
 
 /// Options of `mesh demo`.
 #[derive(Debug, clap::Args)]
@@ -59,8 +51,9 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         Server::start(Config { limits, ..Config::default() }).await.context("starting the signal server")?;
     println!("signal server   {}", server.url());
     let transports: Arc<dyn TransportFactory> = match args.transport {
-        TransportChoice::Tcp => Arc::new(TcpTransportFactory::default()),
-        TransportChoice::Memory => Arc::new(MemoryTransportFactory::default()),
+        // Everything is on loopback: one socket each, no interface scan.
+        TransportChoice::Webrtc => Arc::new(WebRtcTransportFactory::loopback()),
+        other => other.factory(&IceArgs::default()),
     };
 
     let topic = DiscoveryKey::from_party(&Keypair::generate().public());

@@ -1,0 +1,63 @@
+//! The `--transport` choice of `mesh peer` and `mesh demo`, and the ICE servers WebRTC may use.
+
+use std::sync::Arc;
+
+use mesh_transport::{
+    TransportFactory,
+    memory::MemoryTransportFactory,
+    tcp::TcpTransportFactory,
+    webrtc::{IceServer, WebRtcTransportFactory},
+};
+
+/// How peers connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportChoice {
+    /// TCP, as DXOS's TCP transport: one peer listens, the other dials.
+    Tcp,
+    /// WebRTC data channels over UDP, as browsers connect.
+    Webrtc,
+    /// In-process pipes: only peers inside one process can meet.
+    Memory,
+}
+
+/// STUN and TURN servers for WebRTC.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct IceArgs {
+    /// A STUN or TURN server URL for WebRTC (stun:HOST:PORT, turn:HOST:PORT); repeat for several.
+    #[arg(long = "ice-server", value_name = "URL")]
+    servers: Vec<String>,
+    /// The user name for the TURN servers.
+    #[arg(long, requires = "ice_credential")]
+    ice_username: Option<String>,
+    /// The password for the TURN servers.
+    #[arg(long, requires = "ice_username")]
+    ice_credential: Option<String>,
+}
+
+impl IceArgs {
+    fn servers(&self) -> Vec<IceServer> {
+        self.servers
+            .iter()
+            .map(|url| match (&self.ice_username, &self.ice_credential) {
+                (Some(user), Some(password)) if url.starts_with("turn") => {
+                    IceServer::turn(url.clone(), user.clone(), password.clone())
+                }
+                _ => IceServer::stun(url.clone()),
+            })
+            .collect()
+    }
+}
+
+impl TransportChoice {
+    /// The factory for this choice.
+    pub(crate) fn factory(self, ice: &IceArgs) -> Arc<dyn TransportFactory> {
+        match self {
+            Self::Tcp => Arc::new(TcpTransportFactory::default()),
+            Self::Webrtc => Arc::new(WebRtcTransportFactory {
+                ice_servers: ice.servers(),
+                ..WebRtcTransportFactory::default()
+            }),
+            Self::Memory => Arc::new(MemoryTransportFactory::default()),
+        }
+    }
+}
