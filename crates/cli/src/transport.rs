@@ -49,6 +49,15 @@ impl IceArgs {
 }
 
 impl TransportChoice {
+    /// The name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Webrtc => "webrtc",
+            Self::Memory => "memory",
+        }
+    }
+
     /// The factory for this choice.
     pub(crate) fn factory(self, ice: &IceArgs) -> Arc<dyn TransportFactory> {
         match self {

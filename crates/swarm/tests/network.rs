@@ -1,5 +1,5 @@
-//! Network managers running real swarms over the in-memory network and over TCP through the real
-//! signal server, with a small protocol that proves both ends talk.
+//! Network managers running real swarms over the in-memory network, and over TCP and WebRTC
+//! through the real signal server, with a small protocol that proves both ends talk.
 #![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
@@ -10,6 +10,7 @@ use mesh_signal::{Client, MemoryNetwork, Signal};
 use mesh_swarm::{ConnectionInfo, Event, NetworkManager, Protocol, SwarmConfig, topology::FullyConnected};
 use mesh_transport::{
     ByteStream, TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory,
+    webrtc::WebRtcTransportFactory,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -125,6 +126,18 @@ async fn three_peers_connect_over_tcp_through_the_signal_server() {
     let transports: Arc<dyn TransportFactory> = Arc::new(TcpTransportFactory::default());
     let managers = managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), transports).await;
     join_fully_connected(&managers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_connect_over_webrtc_through_the_signal_server() {
+    let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await.unwrap();
+    let url = server.url();
+    let transports: Arc<dyn TransportFactory> = Arc::new(WebRtcTransportFactory::loopback());
+    let managers = managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), transports).await;
+    let (swarms, _) = join_fully_connected(&managers).await;
+    for swarm in swarms {
+        swarm.leave().await.unwrap();
+    }
 }
 
 #[tokio::test]

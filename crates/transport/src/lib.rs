@@ -9,8 +9,7 @@
 //!   an optional `host`, which DXOS ignores); the other side dials it.
 //! - [`memory::MemoryTransport`]: in-process pipes with configurable latency, bandwidth and
 //!   connection loss, for tests and simulation.
-//!
-//! - [`webrtc::WebRtcTransport`]: DXOS-compatible WebRTC. A peer connection with one data channel
+//! - `webrtc::WebRtcTransport` (feature `webrtc`, on by default): WebRTC. A peer connection with one data channel
 //!   labelled with the topic; offer, answer and trickled ICE candidates travel as simple-peer
 //!   signals, and the byte stream is cut into data channel messages of at most 64 KiB.
 //!
@@ -41,6 +40,7 @@ pub mod memory;
 mod metered;
 mod pipe;
 pub mod tcp;
+#[cfg(feature = "webrtc")]
 pub mod webrtc;
 
 pub use api::{

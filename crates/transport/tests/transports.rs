@@ -1,6 +1,8 @@
 //! Both transports connect two sides through their signals and carry bytes each way.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
 use mesh_keys::{DiscoveryKey, Keypair};
@@ -10,46 +12,9 @@ use mesh_transport::{
     memory::{Conditions, MemoryTransportFactory, Shape},
     tcp::TcpTransportFactory,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    sync::mpsc,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Creates both sides of one connection and forwards each side's signals to the other.
-fn pair(factory: &dyn TransportFactory) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
-    let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
-    let topic = DiscoveryKey::from_party(&alice);
-    let session = Keypair::generate().public();
-    let (a_sink, a_signals) = SignalSink::channel();
-    let (b_sink, b_signals) = SignalSink::channel();
-    let a = factory.create(TransportOptions {
-        own: alice,
-        remote: bob,
-        topic,
-        initiator: true,
-        session,
-        signals: a_sink,
-    });
-    let b = factory.create(TransportOptions {
-        own: bob,
-        remote: alice,
-        topic,
-        initiator: false,
-        session,
-        signals: b_sink,
-    });
-    tokio::spawn(forward(a_signals, b.clone()));
-    tokio::spawn(forward(b_signals, a.clone()));
-    (a, b)
-}
-
-async fn forward(mut signals: mpsc::Receiver<Struct>, to: Arc<dyn Transport>) {
-    while let Some(signal) = signals.recv().await {
-        to.signal(signal).await.expect("a well-formed signal");
-    }
-}
 
 async fn exchange(a: &Arc<dyn Transport>, b: &Arc<dyn Transport>) {
     a.open().await.unwrap();
@@ -71,7 +36,7 @@ async fn exchange(a: &Arc<dyn Transport>, b: &Arc<dyn Transport>) {
 #[tokio::test]
 async fn tcp_initiator_listens_and_the_other_side_dials_localhost() {
     let factory = TcpTransportFactory::default();
-    let (a, b) = pair(&factory);
+    let (a, b) = common::pair(&factory);
     exchange(&a, &b).await;
     assert_eq!(a.stats().bytes_sent, 24);
     assert_eq!(a.stats().bytes_received, 10);
@@ -81,7 +46,7 @@ async fn tcp_initiator_listens_and_the_other_side_dials_localhost() {
 #[tokio::test]
 async fn tcp_dials_the_advertised_host_when_given() {
     let factory = TcpTransportFactory { advertise_host: Some("127.0.0.1".into()) };
-    let (a, b) = pair(&factory);
+    let (a, b) = common::pair(&factory);
     exchange(&a, &b).await;
 }
 
@@ -112,7 +77,7 @@ async fn tcp_dial_to_a_closed_port_fails_with_the_reason() {
 #[tokio::test]
 async fn closing_before_connecting_ends_the_wait() {
     let factory = TcpTransportFactory::default();
-    let (a, _b) = pair(&factory);
+    let (a, _b) = common::pair(&factory);
     a.open().await.unwrap();
     a.close().await;
     assert!(matches!(a.connected().await, Err(TransportError::Closed)));
@@ -121,7 +86,7 @@ async fn closing_before_connecting_ends_the_wait() {
 #[tokio::test]
 async fn memory_transports_connect_through_their_signals() {
     let factory = MemoryTransportFactory::default();
-    let (a, b) = pair(&factory);
+    let (a, b) = common::pair(&factory);
     exchange(&a, &b).await;
     assert_eq!(b.stats().bytes_received, 24);
 }
@@ -130,14 +95,14 @@ async fn memory_transports_connect_through_their_signals() {
 async fn shaped_memory_transports_carry_latency() {
     let shape = Shape { latency: Duration::from_millis(25), bandwidth: Some(10_000_000) };
     let factory = MemoryTransportFactory::new(Conditions { shape, loss: 0.0 }, 7);
-    let (a, b) = pair(&factory);
+    let (a, b) = common::pair(&factory);
     exchange(&a, &b).await;
 }
 
 #[tokio::test]
 async fn lost_memory_connections_fail_on_both_sides() {
     let factory = MemoryTransportFactory::new(Conditions { loss: 1.0, ..Conditions::default() }, 1);
-    let (a, b) = pair(&factory);
+    let (a, b) = common::pair(&factory);
     a.open().await.unwrap();
     b.open().await.unwrap();
     assert!(matches!(a.connected().await, Err(TransportError::Failed(_))));
@@ -147,7 +112,7 @@ async fn lost_memory_connections_fail_on_both_sides() {
 #[tokio::test]
 async fn bad_signals_are_refused() {
     let factory = MemoryTransportFactory::default();
-    let (_a, b) = pair(&factory);
+    let (_a, b) = common::pair(&factory);
     let bad = Struct::new().with("transportId", "not hex");
     assert!(matches!(b.signal(bad).await, Err(TransportError::BadSignal(_))));
 }

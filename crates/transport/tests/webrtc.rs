@@ -2,61 +2,21 @@
 //! carry bytes; closing, bad signals and misuse behave as the transport contract says.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use mesh_keys::{DiscoveryKey, Keypair};
 use mesh_proto::Struct;
 use mesh_transport::{
-    ByteStream, SignalSink, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
-    webrtc::WebRtcTransportFactory,
+    ByteStream, Transport, TransportError, TransportFactory, TransportKind, webrtc::WebRtcTransportFactory,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    sync::mpsc,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A guard against hangs, far above what any step here takes.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Creates both sides of one connection and forwards each side's signals to the other.
-fn pair(factory: &dyn TransportFactory) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
-    let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
-    let topic = DiscoveryKey::from_party(&alice);
-    let session = Keypair::generate().public();
-    let (a_sink, a_signals) = SignalSink::channel();
-    let (b_sink, b_signals) = SignalSink::channel();
-    let a = factory.create(TransportOptions {
-        own: alice,
-        remote: bob,
-        topic,
-        initiator: true,
-        session,
-        signals: a_sink,
-    });
-    let b = factory.create(TransportOptions {
-        own: bob,
-        remote: alice,
-        topic,
-        initiator: false,
-        session,
-        signals: b_sink,
-    });
-    tokio::spawn(forward(a_signals, b.clone()));
-    tokio::spawn(forward(b_signals, a.clone()));
-    (a, b)
-}
-
-async fn forward(mut signals: mpsc::Receiver<Struct>, to: Arc<dyn Transport>) {
-    while let Some(signal) = signals.recv().await {
-        match to.signal(signal).await {
-            Ok(()) | Err(TransportError::Closed) => {}
-            Err(err) => panic!("a transport refused the other's signal: {err}"),
-        }
-    }
-}
 
 /// Opens both sides and waits for both streams; returns them and the setup time.
 async fn connect(a: &Arc<dyn Transport>, b: &Arc<dyn Transport>) -> (ByteStream, ByteStream, Duration) {
@@ -78,7 +38,7 @@ async fn two_transports_connect_through_their_signals_and_talk_both_ways() {
     // The default binding (every interface plus loopback), as real use has it.
     let factory = WebRtcTransportFactory::default();
     assert_eq!(factory.kind(), TransportKind::WebRtc);
-    let (a, b) = pair(&factory);
+    let (a, b) = common::pair(&factory);
     let (mut x, mut y, setup) = connect(&a, &b).await;
     eprintln!("WebRTC setup, open to both connected: {setup:?}");
 
@@ -102,7 +62,7 @@ async fn two_transports_connect_through_their_signals_and_talk_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_mib_cross_each_way_at_once_intact() {
     const LEN: usize = 4 * 1024 * 1024;
-    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (a, b) = common::pair(&WebRtcTransportFactory::loopback());
     let (x, y, setup) = connect(&a, &b).await;
     eprintln!("WebRTC setup on loopback only, open to both connected: {setup:?}");
     let started = Instant::now();
@@ -136,7 +96,7 @@ async fn four_mib_cross_each_way_at_once_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_one_transport_ends_the_other_sides_reads() {
-    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (a, b) = common::pair(&WebRtcTransportFactory::loopback());
     let (mut x, mut y, _) = connect(&a, &b).await;
     x.write_all(b"last words").await.unwrap();
     let mut buf = [0u8; 10];
@@ -153,7 +113,7 @@ async fn closing_one_transport_ends_the_other_sides_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutting_the_stream_down_delivers_what_was_written_then_eof() {
-    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (a, b) = common::pair(&WebRtcTransportFactory::loopback());
     let (mut x, mut y, _) = connect(&a, &b).await;
     let data = pattern(300 * 1024, 7);
     x.write_all(&data).await.unwrap();
@@ -167,7 +127,7 @@ async fn shutting_the_stream_down_delivers_what_was_written_then_eof() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_misdirected_signals_are_bad_signals() {
-    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (a, b) = common::pair(&WebRtcTransportFactory::loopback());
     let data = |fields: Struct| Struct::new().with("data", fields);
     for bad in [
         Struct::new(),
@@ -210,7 +170,7 @@ async fn malformed_and_misdirected_signals_are_bad_signals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_before_the_connection_is_up_fails_connected() {
-    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (a, b) = common::pair(&WebRtcTransportFactory::loopback());
     a.open().await.unwrap();
     a.close().await;
     let result = tokio::time::timeout(PATIENCE, a.connected()).await.expect("no hang");
@@ -226,7 +186,7 @@ async fn closing_before_the_connection_is_up_fails_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_stream_closes_the_connection() {
-    let (a, b) = pair(&WebRtcTransportFactory::loopback());
+    let (a, b) = common::pair(&WebRtcTransportFactory::loopback());
     let (x, mut y, _) = connect(&a, &b).await;
     drop(x);
     let mut rest = Vec::new();
@@ -236,57 +196,26 @@ async fn dropping_the_stream_closes_the_connection() {
     b.close().await;
 }
 
-/// Forwards signals, but points every ICE candidate at a port nobody listens on.
-async fn forward_unreachable(mut signals: mpsc::Receiver<Struct>, to: Arc<dyn Transport>) {
-    while let Some(mut signal) = signals.recv().await {
-        let line = signal
-            .get("data")
-            .and_then(|data| data.as_struct())
-            .and_then(|data| data.get("candidate"))
-            .and_then(|candidate| candidate.as_struct())
-            .and_then(|candidate| candidate.get("candidate"))
-            .and_then(|line| line.as_str())
-            .map(str::to_owned);
-        if let Some(line) = line {
-            let mut fields: Vec<&str> = line.split(' ').collect();
-            fields[5] = "9";
-            let candidate = Struct::new()
-                .with("candidate", fields.join(" "))
-                .with("sdpMLineIndex", 0u16)
-                .with("sdpMid", "0");
-            signal = Struct::new()
-                .with("data", Struct::new().with("type", "candidate").with("candidate", candidate));
-        }
-        let _ = to.signal(signal).await;
-    }
+/// Points an ICE candidate at a port nobody listens on; other signals pass unchanged.
+fn unreachable(signal: Struct) -> Struct {
+    let line = signal
+        .get("data")
+        .and_then(|data| data.as_struct())
+        .and_then(|data| data.get("candidate"))
+        .and_then(|candidate| candidate.as_struct())
+        .and_then(|candidate| candidate.get("candidate"))
+        .and_then(|line| line.as_str());
+    let Some(line) = line else { return signal };
+    let mut fields: Vec<&str> = line.split(' ').collect();
+    fields[5] = "9";
+    let candidate =
+        Struct::new().with("candidate", fields.join(" ")).with("sdpMLineIndex", 0u16).with("sdpMid", "0");
+    Struct::new().with("data", Struct::new().with("type", "candidate").with("candidate", candidate))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_candidates_make_connected_fail() {
-    let factory = WebRtcTransportFactory::loopback();
-    let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
-    let topic = DiscoveryKey::from_party(&alice);
-    let session = Keypair::generate().public();
-    let (a_sink, a_signals) = SignalSink::channel();
-    let (b_sink, b_signals) = SignalSink::channel();
-    let a = factory.create(TransportOptions {
-        own: alice,
-        remote: bob,
-        topic,
-        initiator: true,
-        session,
-        signals: a_sink,
-    });
-    let b = factory.create(TransportOptions {
-        own: bob,
-        remote: alice,
-        topic,
-        initiator: false,
-        session,
-        signals: b_sink,
-    });
-    tokio::spawn(forward_unreachable(a_signals, b.clone()));
-    tokio::spawn(forward_unreachable(b_signals, a.clone()));
+    let (a, b) = common::pair_rewriting(&WebRtcTransportFactory::loopback(), unreachable);
     let started = Instant::now();
     a.open().await.unwrap();
     b.open().await.unwrap();

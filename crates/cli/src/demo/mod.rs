@@ -61,8 +61,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let peers = usize::from(args.peers);
     println!(
-        "swarm           {peers} peers, fully connected, {:?} transport, topic {}",
-        args.transport,
+        "swarm           {peers} peers, fully connected, {} transport, topic {}",
+        args.transport.name(),
         topic.short()
     );
 
