@@ -21,7 +21,7 @@ use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Port, TeleportP
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::transport::{IceArgs, TransportChoice};
+use crate::transport::{ReachArgs, TransportChoice};
 
 /// The chat extension's name on the wire.
 const CHAT: &str = "mesh.chat";
@@ -46,7 +46,7 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = TransportChoice::Tcp)]
     transport: TransportChoice,
     #[command(flatten)]
-    ice: IceArgs,
+    reach: ReachArgs,
     /// full, star:CENTRE_HEX, or mmst.
     #[arg(long, default_value = "full", value_parser = check_topology)]
     topology: String,
@@ -154,7 +154,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
 
     let signal: Arc<dyn Signal> = Arc::new(Manager::connect(args.signals.clone())?);
     let manager =
-        NetworkManager::new(own, signal.clone(), args.transport.factory(&args.ice), SwarmConfig::default())
+        NetworkManager::new(own, signal.clone(), args.transport.factory(&args.reach), SwarmConfig::default())
             .await
             .context("opening the inbox")?;
     let ports: Ports = Arc::default();

@@ -1,4 +1,5 @@
-//! The `--transport` choice of `mesh peer` and `mesh demo`, and the ICE servers WebRTC may use.
+//! The `--transport` choice of `mesh peer` and `mesh demo`, and what reaching peers on other
+//! machines takes: an address for TCP to advertise, STUN and TURN servers for WebRTC.
 
 use std::sync::Arc;
 
@@ -20,9 +21,13 @@ pub(crate) enum TransportChoice {
     Memory,
 }
 
-/// STUN and TURN servers for WebRTC.
+/// How peers on other machines reach this one.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub(crate) struct IceArgs {
+pub(crate) struct ReachArgs {
+    /// The host name or address other machines dial for TCP links to this peer (without it,
+    /// they dial localhost, as DXOS does).
+    #[arg(long, value_name = "HOST")]
+    advertise_host: Option<String>,
     /// A STUN or TURN server URL for WebRTC (stun:HOST:PORT, turn:HOST:PORT); repeat for several.
     #[arg(long = "ice-server", value_name = "URL")]
     servers: Vec<String>,
@@ -34,8 +39,8 @@ pub(crate) struct IceArgs {
     ice_credential: Option<String>,
 }
 
-impl IceArgs {
-    fn servers(&self) -> Vec<IceServer> {
+impl ReachArgs {
+    fn ice_servers(&self) -> Vec<IceServer> {
         self.servers
             .iter()
             .map(|url| match (&self.ice_username, &self.ice_credential) {
@@ -59,11 +64,11 @@ impl TransportChoice {
     }
 
     /// The factory for this choice.
-    pub(crate) fn factory(self, ice: &IceArgs) -> Arc<dyn TransportFactory> {
+    pub(crate) fn factory(self, reach: &ReachArgs) -> Arc<dyn TransportFactory> {
         match self {
-            Self::Tcp => Arc::new(TcpTransportFactory::default()),
+            Self::Tcp => Arc::new(TcpTransportFactory { advertise_host: reach.advertise_host.clone() }),
             Self::Webrtc => Arc::new(WebRtcTransportFactory {
-                ice_servers: ice.servers(),
+                ice_servers: reach.ice_servers(),
                 ..WebRtcTransportFactory::default()
             }),
             Self::Memory => Arc::new(MemoryTransportFactory::default()),

@@ -22,9 +22,10 @@ struct Peer {
 }
 
 impl Peer {
-    async fn spawn(url: &str, topic: &str, transport: &str) -> Self {
+    async fn spawn(url: &str, topic: &str, transport: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
-            .args(["peer", "--signal", url, "--topic", topic, "--transport", transport, "--json"])
+            .args(["peer", "--signal", url, "--topic", topic, "--json"])
+            .args(transport)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -73,7 +74,7 @@ impl Peer {
     }
 }
 
-async fn three_peers_exchange_lines(transport: &str) {
+async fn three_peers_exchange_lines(transport: &[&str]) {
     let (_server, url) = common::signal_server().await;
     let topic = "ab".repeat(32);
 
@@ -108,12 +109,13 @@ async fn three_peers_exchange_lines(transport: &str) {
 
 #[tokio::test]
 async fn three_peers_exchange_lines_over_tcp() {
-    three_peers_exchange_lines("tcp").await;
+    // The advertised host is dialled instead of localhost, as a peer on another machine would.
+    three_peers_exchange_lines(&["--transport", "tcp", "--advertise-host", "127.0.0.1"]).await;
 }
 
 #[tokio::test]
 async fn three_peers_exchange_lines_over_webrtc() {
-    three_peers_exchange_lines("webrtc").await;
+    three_peers_exchange_lines(&["--transport", "webrtc"]).await;
 }
 
 #[test]

@@ -24,7 +24,7 @@ use self::{
     extension::{Demo, Links, NAME, Report, lock},
     progress::Progress,
 };
-use crate::transport::{IceArgs, TransportChoice};
+use crate::transport::{ReachArgs, TransportChoice};
 
 /// Options of `mesh demo`.
 #[derive(Debug, clap::Args)]
@@ -53,7 +53,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let transports: Arc<dyn TransportFactory> = match args.transport {
         // Everything is on loopback: one socket each, no interface scan.
         TransportChoice::Webrtc => Arc::new(WebRtcTransportFactory::loopback()),
-        other => other.factory(&IceArgs::default()),
+        other => other.factory(&ReachArgs::default()),
     };
 
     let topic = DiscoveryKey::from_party(&Keypair::generate().public());
