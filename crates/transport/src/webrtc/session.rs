@@ -38,6 +38,14 @@ const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// the default's patience (7 checks × 200 ms), plus headroom for slow paths: 150 × 20 ms = 3 s.
 const ICE_CHECKS: u16 = 150;
 
+/// Silence after which ICE calls a path disconnected (webrtc's default).
+const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(5);
+
+/// Further silence after which ICE gives up: a connection that never got through, or lost its
+/// path, fails after 10 s in all (webrtc's default is 30 s), as long as the swarm's connect
+/// timeout, so a dead peer frees its slot as soon as the swarm would give up on it anyway.
+const ICE_FAILED_AFTER: Duration = Duration::from_secs(5);
+
 /// SCTP bytes a data channel may have queued before `send` waits. Enough to keep a fast link
 /// busy (about 150 MB/s on loopback in release builds) without holding much memory.
 const SEND_BUFFER: usize = 1024 * 1024;
@@ -150,6 +158,7 @@ async fn build_peer(
         .collect();
     let settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS))
+        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
         .build();
     let peer = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
