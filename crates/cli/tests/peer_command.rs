@@ -118,6 +118,22 @@ async fn three_peers_exchange_lines_over_webrtc() {
     three_peers_exchange_lines(&["--transport", "webrtc"]).await;
 }
 
+/// A peer killed outright sends nothing; over UDP its neighbours learn of it only when ICE
+/// gives up (10 s of silence), and then reconnect to nobody.
+#[tokio::test]
+async fn a_killed_webrtc_peer_is_seen_gone_by_its_neighbour() {
+    let (_server, url) = common::signal_server().await;
+    let topic = "cd".repeat(32);
+    let mut victim = Peer::spawn(&url, &topic, &["--transport", "webrtc"]).await;
+    let mut survivor = Peer::spawn(&url, &topic, &["--transport", "webrtc"]).await;
+    survivor.wait_connected(std::slice::from_ref(&victim.key)).await;
+    victim.wait_connected(std::slice::from_ref(&survivor.key)).await;
+    victim.child.kill().await.unwrap();
+    let gone = survivor.wait(|e| e["event"] == "disconnected").await;
+    assert_eq!(gone["peer"], victim.key.as_str());
+    survivor.exit().await;
+}
+
 #[test]
 fn bad_peer_arguments_exit_with_code_2() {
     let mesh = || std::process::Command::new(env!("CARGO_BIN_EXE_mesh"));
