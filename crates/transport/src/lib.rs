@@ -36,6 +36,7 @@
 //! ```
 
 mod api;
+mod handover;
 pub mod memory;
 mod metered;
 mod pipe;
@@ -48,3 +49,9 @@ pub use api::{
     TransportStats,
 };
 pub use metered::Metered;
+
+/// Locks `mutex`. Nothing here panics while holding a lock, so a poisoned one still holds valid
+/// data.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

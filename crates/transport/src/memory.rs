@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 pub use crate::pipe::Shape;
 use crate::{
     ByteStream, Metered, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
-    TransportStats, metered::Counters, pipe::pipe,
+    TransportStats, lock, metered::Counters, pipe::pipe,
 };
 
 /// Network conditions of a [`MemoryTransportFactory`].
@@ -67,11 +67,6 @@ impl MemoryTransportFactory {
     fn hub(&self) -> MutexGuard<'_, Hub> {
         lock(&self.hub)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; a poisoned one still holds valid data.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl TransportFactory for MemoryTransportFactory {

@@ -11,16 +11,13 @@ use std::{
 
 use async_trait::async_trait;
 use mesh_proto::Struct;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::watch,
-};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::{
     ByteStream, Metered, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
-    TransportStats, metered::Counters,
+    TransportStats, handover::Handover, lock, metered::Counters,
 };
 
 /// Makes [`TcpTransport`]s.
@@ -41,14 +38,6 @@ impl TransportFactory for TcpTransportFactory {
     }
 }
 
-/// Where a connection attempt stands.
-#[derive(Debug, Clone)]
-enum Outcome {
-    Pending,
-    Connected,
-    Failed(TransportError),
-}
-
 /// One TCP connection attempt.
 #[derive(Debug)]
 pub struct TcpTransport {
@@ -58,8 +47,7 @@ pub struct TcpTransport {
 struct Inner {
     options: TransportOptions,
     advertise_host: Option<String>,
-    stream: Mutex<Option<ByteStream>>,
-    outcome: watch::Sender<Outcome>,
+    handover: Handover,
     dialing: Mutex<bool>,
     counters: Arc<Counters>,
     stop: CancellationToken,
@@ -76,8 +64,7 @@ impl Inner {
         Self {
             options,
             advertise_host,
-            stream: Mutex::new(None),
-            outcome: watch::channel(Outcome::Pending).0,
+            handover: Handover::new(),
             dialing: Mutex::new(false),
             counters: Arc::default(),
             stop: CancellationToken::new(),
@@ -99,21 +86,15 @@ impl Inner {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     let metered = Metered::new(stream, this.counters.clone());
-                    *lock(&this.stream) = Some(Box::new(metered));
-                    this.outcome.send_replace(Outcome::Connected);
+                    this.handover.connected(Box::new(metered));
                 }
                 Err(err) => {
                     debug!(%err, "TCP transport failed");
-                    this.outcome.send_replace(Outcome::Failed(err));
+                    this.handover.fail(err);
                 }
             }
         });
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; a poisoned one still holds valid data.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Listens on `[::]:0` accepting IPv4 too, or on `0.0.0.0:0` where IPv6 is unavailable.
@@ -159,6 +140,15 @@ async fn accept_one(listener: TcpListener) -> Result<TcpStream, TransportError> 
     Ok(stream)
 }
 
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        // A listener or dial nobody will take the stream of stops here rather than lingering.
+        if !self.inner.handover.handed_over() {
+            self.inner.stop.cancel();
+        }
+    }
+}
+
 #[async_trait]
 impl Transport for TcpTransport {
     async fn open(&self) -> Result<(), TransportError> {
@@ -187,31 +177,12 @@ impl Transport for TcpTransport {
     }
 
     async fn connected(&self) -> Result<ByteStream, TransportError> {
-        let this = &self.inner;
-        let mut outcome = this.outcome.subscribe();
-        let outcome = outcome
-            .wait_for(|o| !matches!(o, Outcome::Pending))
-            .await
-            .map_err(|_| TransportError::Closed)?
-            .clone();
-        match outcome {
-            Outcome::Connected => lock(&this.stream).take().ok_or(TransportError::Closed),
-            Outcome::Failed(err) => Err(err),
-            Outcome::Pending => Err(TransportError::Closed),
-        }
+        self.inner.handover.take().await
     }
 
     async fn close(&self) {
-        let this = &self.inner;
-        this.stop.cancel();
-        lock(&this.stream).take();
-        this.outcome.send_if_modified(|outcome| match outcome {
-            Outcome::Pending => {
-                *outcome = Outcome::Failed(TransportError::Closed);
-                true
-            }
-            _ => false,
-        });
+        self.inner.stop.cancel();
+        self.inner.handover.close();
     }
 
     fn stats(&self) -> TransportStats {
@@ -221,7 +192,33 @@ impl Transport for TcpTransport {
 
 #[cfg(test)]
 mod tests {
+    use mesh_keys::{DiscoveryKey, Keypair};
+
     use super::*;
+    use crate::SignalSink;
+
+    #[tokio::test]
+    async fn dropping_an_unconnected_initiator_stops_its_listener() {
+        let (signals, mut sent) = SignalSink::channel();
+        let key = Keypair::generate().public();
+        let options = TransportOptions {
+            own: key,
+            remote: Keypair::generate().public(),
+            topic: DiscoveryKey::from_party(&key),
+            initiator: true,
+            session: Keypair::generate().public(),
+            signals,
+        };
+        let transport = TcpTransportFactory::default().create(options);
+        transport.open().await.unwrap();
+        let (_, port) = parse_port_signal(&sent.recv().await.unwrap()).unwrap();
+        drop(transport);
+        // The listener goes once its task sees the stop; until then a dial may still land.
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {}
+        });
+        refused.await.expect("the port stops accepting");
+    }
 
     #[test]
     fn port_signals_round_trip_and_bad_ones_are_refused() {

@@ -40,12 +40,10 @@ use std::{
 use async_trait::async_trait;
 use mesh_proto::Struct;
 
-use self::{
-    session::{Outcome, Shared, lock},
-    signals::Signal,
-};
+use self::{session::Shared, signals::Signal};
 use crate::{
     ByteStream, Transport, TransportError, TransportFactory, TransportKind, TransportOptions, TransportStats,
+    lock,
 };
 
 /// A STUN or TURN server.
@@ -137,9 +135,7 @@ impl std::fmt::Debug for WebRtcTransport {
 impl Drop for WebRtcTransport {
     fn drop(&mut self) {
         // Once handed over, the stream owns the connection; until then, nobody can use it.
-        let handed_over = matches!(*self.shared.outcome.borrow(), Outcome::Connected)
-            && lock(&self.shared.stream).is_none();
-        if !handed_over {
+        if !self.shared.handover.handed_over() {
             self.shared.stop.cancel();
         }
     }
@@ -158,7 +154,7 @@ impl Transport for WebRtcTransport {
             started = session::start(shared, remote) => started,
         };
         if let Err(err) = &started {
-            shared.fail(err.clone());
+            shared.handover.fail(err.clone());
         }
         started
     }
@@ -182,25 +178,13 @@ impl Transport for WebRtcTransport {
     }
 
     async fn connected(&self) -> Result<ByteStream, TransportError> {
-        let shared = &self.shared;
-        let mut outcome = shared.outcome.subscribe();
-        let outcome = outcome
-            .wait_for(|o| !matches!(o, Outcome::Pending))
-            .await
-            .map_err(|_| TransportError::Closed)?
-            .clone();
-        match outcome {
-            Outcome::Connected => lock(&shared.stream).take().ok_or(TransportError::Closed),
-            Outcome::Failed(err) => Err(err),
-            Outcome::Pending => Err(TransportError::Closed),
-        }
+        self.shared.handover.take().await
     }
 
     async fn close(&self) {
         let shared = &self.shared;
         shared.stop.cancel();
-        shared.fail(TransportError::Closed);
-        lock(&shared.stream).take();
+        shared.handover.close();
         // The session task closes the peer connection on its way out; wait for it and the
         // stream's tasks, so nothing of this transport outlives `close`.
         shared.tasks.close();

@@ -6,11 +6,11 @@
 //! candidates that arrive before the remote description wait in a bounded list.
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::debug;
 use webrtc::{
@@ -28,7 +28,7 @@ use super::{
     signals::Signal,
     stream::DataChannelStream,
 };
-use crate::{ByteStream, Metered, TransportError, TransportOptions, metered::Counters};
+use crate::{ByteStream, Metered, TransportError, TransportOptions, handover::Handover, metered::Counters};
 
 /// Pause between ICE connectivity checks. webrtc's default of 200 ms puts a 200 ms stall between
 /// "ICE connected" and the DTLS handshake on every connection; 20 ms removes most of it.
@@ -56,14 +56,6 @@ const EARLY_CANDIDATES: usize = 64;
 /// Remote signals queued for the session task (the swarm delivers them one by one).
 pub(super) const SIGNAL_QUEUE: usize = 64;
 
-/// Where a connection attempt stands.
-#[derive(Debug, Clone)]
-pub(super) enum Outcome {
-    Pending,
-    Connected,
-    Failed(TransportError),
-}
-
 /// What the transport handle and its tasks share.
 pub(super) struct Shared {
     pub(super) options: TransportOptions,
@@ -72,9 +64,8 @@ pub(super) struct Shared {
     pub(super) remote_signals: mpsc::Sender<Signal>,
     /// The receiving end, until `open` starts the session task with it.
     pub(super) unopened: Mutex<Option<mpsc::Receiver<Signal>>>,
-    pub(super) outcome: watch::Sender<Outcome>,
-    /// The connected stream, until `connected` takes it.
-    pub(super) stream: Mutex<Option<ByteStream>>,
+    /// The outcome, and the connected stream until `connected` takes it.
+    pub(super) handover: Handover,
     pub(super) counters: Arc<Counters>,
     /// Stops every task of the transport, and closes the peer connection.
     pub(super) stop: CancellationToken,
@@ -89,29 +80,12 @@ impl Shared {
             config,
             remote_signals,
             unopened: Mutex::new(Some(unopened)),
-            outcome: watch::channel(Outcome::Pending).0,
-            stream: Mutex::new(None),
+            handover: Handover::new(),
             counters: Arc::default(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
     }
-
-    /// Records a failure, unless the attempt already ended.
-    pub(super) fn fail(&self, err: TransportError) {
-        self.outcome.send_if_modified(|outcome| match outcome {
-            Outcome::Pending => {
-                *outcome = Outcome::Failed(err);
-                true
-            }
-            _ => false,
-        });
-    }
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; a poisoned one still holds valid data.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn failed(context: &str, err: impl std::fmt::Display) -> TransportError {
@@ -211,19 +185,12 @@ impl Session {
             Ok(channel) => {
                 let stream = DataChannelStream::new(channel, &self.shared.tasks, self.shared.stop.clone());
                 let stream: ByteStream = Box::new(Metered::new(stream, self.shared.counters.clone()));
-                *lock(&self.shared.stream) = Some(stream);
-                self.shared.outcome.send_if_modified(|outcome| match outcome {
-                    Outcome::Pending => {
-                        *outcome = Outcome::Connected;
-                        true
-                    }
-                    _ => false,
-                });
+                self.shared.handover.connected(stream);
                 self.serve().await;
             }
             Err(err) => {
                 debug!(%err, "WebRTC transport failed");
-                self.shared.fail(err);
+                self.shared.handover.fail(err);
             }
         }
         self.teardown().await;
