@@ -23,3 +23,10 @@ pub use mesh_transport::ByteStream;
 pub use network::{NetworkManager, SwarmHandle};
 pub use protocol::{ConnectionInfo, Protocol};
 pub use swarm::Swarm;
+
+/// A key whose 32 bytes are all `byte`: distinct per byte and ordered (also by XOR distance) as
+/// the bytes are, which is what the unit tests of orderings need.
+#[cfg(test)]
+pub(crate) fn test_key(byte: u8) -> mesh_keys::PublicKey {
+    mesh_keys::PublicKey::from_bytes([byte; 32])
+}

@@ -51,10 +51,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(byte: u8) -> PublicKey {
-        PublicKey::from_bytes([byte; 32])
-    }
+    use crate::test_key as key;
 
     #[test]
     fn waits_in_order_and_hands_places_on() {

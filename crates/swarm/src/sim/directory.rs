@@ -113,10 +113,7 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(byte: u8) -> PublicKey {
-        PublicKey::from_bytes([byte; 32])
-    }
+    use crate::test_key as key;
 
     #[test]
     fn neighbours_are_reintroduced_when_a_peer_between_them_goes() {

@@ -43,15 +43,8 @@ pub(crate) fn neighbours<'a>(
 
 #[cfg(test)]
 mod tests {
-    use mesh_keys::KEY_LEN;
-
     use super::*;
-
-    fn key(first: u8) -> PublicKey {
-        let mut bytes = [0u8; KEY_LEN];
-        bytes[0] = first;
-        PublicKey::from_bytes(bytes)
-    }
+    use crate::test_key as key;
 
     #[test]
     fn middle_peer_has_adjacent_keys() {

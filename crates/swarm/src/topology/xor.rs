@@ -33,12 +33,7 @@ pub(crate) fn farthest<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(first: u8) -> PublicKey {
-        let mut bytes = [0u8; KEY_LEN];
-        bytes[0] = first;
-        PublicKey::from_bytes(bytes)
-    }
+    use crate::test_key as key;
 
     #[test]
     fn distance_is_symmetric_and_zero_to_self() {
