@@ -11,14 +11,7 @@ async fn two_peers_see_each_other_and_exchange_messages() {
     let (alice, bob, topic) = (peer(), peer(), topic());
     let a = Client::connect(server.url()).unwrap();
     let b = Client::connect(server.url()).unwrap();
-    let (mut a_events, mut b_events) = (a.events(), b.events());
-
-    a.subscribe(alice).await.unwrap();
-    b.subscribe(bob).await.unwrap();
-    a.join(topic, alice).await.unwrap();
-    b.join(topic, bob).await.unwrap();
-    wait_available(&mut a_events, topic, bob).await;
-    wait_available(&mut b_events, topic, alice).await;
+    let (mut a_events, mut b_events) = meet((&a, alice), (&b, bob), topic).await;
 
     a.send(message(alice, bob, "hello bob")).await.unwrap();
     let received = wait_message(&mut b_events, bob).await;

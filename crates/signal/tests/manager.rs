@@ -13,13 +13,7 @@ async fn a_broken_url_among_several_does_no_harm() {
     let (alice, bob, topic) = (peer(), peer(), topic());
     let a = Manager::connect([DEAD_URL.to_owned(), one.url(), two.url()]).unwrap();
     let b = Manager::connect([two.url(), DEAD_URL.to_owned()]).unwrap();
-    let (mut a_events, mut b_events) = (a.events(), b.events());
-    a.subscribe(alice).await.unwrap();
-    b.subscribe(bob).await.unwrap();
-    a.join(topic, alice).await.unwrap();
-    b.join(topic, bob).await.unwrap();
-    wait_available(&mut a_events, topic, bob).await;
-    wait_available(&mut b_events, topic, alice).await;
+    let (_a_events, mut b_events) = meet((&a, alice), (&b, bob), topic).await;
 
     // The send returns as soon as one server took it, although the dead one never will.
     tokio::time::timeout(

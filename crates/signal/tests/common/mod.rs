@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::Any;
-use mesh_signal::{Event, SignalMessage};
+use mesh_signal::{Event, Signal, SignalMessage};
 use mesh_signal_server::{Config, Server};
 use tokio::sync::broadcast;
 
@@ -82,6 +82,23 @@ pub async fn wait_message(events: &mut broadcast::Receiver<Event>, recipient: Pu
         _ => None,
     })
     .await
+}
+
+/// `alice` (on `a`) and `bob` (on `b`) open their inboxes, join `topic` and see each other.
+/// Returns their event receivers, taken before anything happened.
+pub async fn meet(
+    (a, alice): (&impl Signal, PublicKey),
+    (b, bob): (&impl Signal, PublicKey),
+    topic: DiscoveryKey,
+) -> (broadcast::Receiver<Event>, broadcast::Receiver<Event>) {
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    a.subscribe(alice).await.expect("alice's inbox opens");
+    b.subscribe(bob).await.expect("bob's inbox opens");
+    a.join(topic, alice).await.expect("alice joins");
+    b.join(topic, bob).await.expect("bob joins");
+    wait_available(&mut a_events, topic, bob).await;
+    wait_available(&mut b_events, topic, alice).await;
+    (a_events, b_events)
 }
 
 /// Waits until every peer in `peers` was reported available in `topic`, in any order.
