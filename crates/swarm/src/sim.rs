@@ -437,45 +437,27 @@ impl Sim {
             Delivery::Undeliverable { .. } => self.stats.undeliverable += 1,
             Delivery::Connected { .. } | Delivery::Closed { .. } => {}
         }
-        let current = |sim: &Self, to: &PublicKey, incarnation: u64| sim.incarnation(to) == incarnation;
+        let Some(node) = self.nodes.get_mut(&to) else { return };
+        let incarnation = match &delivery {
+            Delivery::Available { .. } | Delivery::Left { .. } => None,
+            Delivery::Message { incarnation, .. }
+            | Delivery::Undeliverable { incarnation, .. }
+            | Delivery::Connected { incarnation, .. }
+            | Delivery::Closed { incarnation, .. } => Some(*incarnation),
+        };
+        // Meant for an earlier incarnation of a peer that restarted since.
+        if incarnation.is_some_and(|i| i != node.incarnation) {
+            return;
+        }
+        let swarm = &mut node.swarm;
         match delivery {
-            Delivery::Available { to, peer } => {
-                if let Some(node) = self.nodes.get_mut(&to) {
-                    node.swarm.handle_peer_available(now, peer);
-                }
-            }
-            Delivery::Left { to, peer } => {
-                if let Some(node) = self.nodes.get_mut(&to) {
-                    node.swarm.handle_peer_left(now, peer);
-                }
-            }
-            Delivery::Message { from, to, message, incarnation } => {
-                if current(self, &to, incarnation)
-                    && let Some(node) = self.nodes.get_mut(&to)
-                {
-                    node.swarm.handle_message(now, from, message);
-                }
-            }
-            Delivery::Undeliverable { to, peer, session, incarnation } => {
-                if current(self, &to, incarnation)
-                    && let Some(node) = self.nodes.get_mut(&to)
-                {
-                    node.swarm.handle_undeliverable(now, peer, session);
-                }
-            }
-            Delivery::Connected { to, peer, session, incarnation } => {
-                if current(self, &to, incarnation)
-                    && let Some(node) = self.nodes.get_mut(&to)
-                {
-                    node.swarm.handle_transport_connected(now, peer, session);
-                }
-            }
-            Delivery::Closed { to, peer, session, incarnation } => {
-                if current(self, &to, incarnation)
-                    && let Some(node) = self.nodes.get_mut(&to)
-                {
-                    node.swarm.handle_transport_closed(now, peer, session, Some("connection closed".into()));
-                }
+            Delivery::Available { peer, .. } => swarm.handle_peer_available(now, peer),
+            Delivery::Left { peer, .. } => swarm.handle_peer_left(now, peer),
+            Delivery::Message { from, message, .. } => swarm.handle_message(now, from, message),
+            Delivery::Undeliverable { peer, session, .. } => swarm.handle_undeliverable(now, peer, session),
+            Delivery::Connected { peer, session, .. } => swarm.handle_transport_connected(now, peer, session),
+            Delivery::Closed { peer, session, .. } => {
+                swarm.handle_transport_closed(now, peer, session, Some("connection closed".into()));
             }
         }
     }
