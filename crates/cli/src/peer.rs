@@ -48,8 +48,8 @@ pub(crate) struct Args {
     #[command(flatten)]
     reach: ReachArgs,
     /// full, star:CENTRE_HEX, or mmst.
-    #[arg(long, default_value = "full", value_parser = check_topology)]
-    topology: String,
+    #[arg(long, default_value = "full", value_parser = TopologySpec::parse)]
+    topology: TopologySpec,
     /// Print every event as one JSON object per line.
     #[arg(long)]
     json: bool,
@@ -82,18 +82,38 @@ impl Args {
     }
 }
 
-/// Checks a `--topology` value while parsing, so a bad one is a usage error.
-fn check_topology(spec: &str) -> Result<String, String> {
-    topology(spec, PublicKey::from_bytes([0; 32])).map(|_| spec.to_owned()).map_err(|e| format!("{e:#}"))
+/// A `--topology` value, parsed while the arguments are, so a bad one is a usage error.
+#[derive(Debug, Clone, Copy)]
+enum TopologySpec {
+    Full,
+    Star(PublicKey),
+    Mmst,
 }
 
-fn topology(spec: &str, own: PublicKey) -> Result<Box<dyn Topology>> {
-    Ok(match spec.split_once(':') {
-        None if spec == "full" => Box::new(FullyConnected),
-        None if spec == "mmst" => Box::new(Mmst::new(u64::from_le_bytes(own.as_bytes()[..8].try_into()?))),
-        Some(("star", centre)) => Box::new(Star::new(centre.parse().context("the star's centre key")?)),
-        _ => bail!("unknown topology {spec:?}: expected full, star:CENTRE_HEX or mmst"),
-    })
+impl TopologySpec {
+    fn parse(spec: &str) -> Result<Self, String> {
+        match spec.split_once(':') {
+            None if spec == "full" => Ok(Self::Full),
+            None if spec == "mmst" => Ok(Self::Mmst),
+            Some(("star", centre)) => {
+                centre.parse().map(Self::Star).map_err(|err| format!("the star's centre key: {err}"))
+            }
+            _ => Err(format!("unknown topology {spec:?}: expected full, star:CENTRE_HEX or mmst")),
+        }
+    }
+
+    /// The topology for the peer `own` (MMST seeds its choices with the key).
+    fn build(self, own: PublicKey) -> Box<dyn Topology> {
+        match self {
+            Self::Full => Box::new(FullyConnected),
+            Self::Star(centre) => Box::new(Star::new(centre)),
+            Self::Mmst => {
+                let mut seed = [0u8; 8];
+                seed.copy_from_slice(&own.as_bytes()[..8]);
+                Box::new(Mmst::new(u64::from_le_bytes(seed)))
+            }
+        }
+    }
 }
 
 fn keypair(path: Option<&PathBuf>) -> Result<Keypair> {
@@ -149,7 +169,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         (None, Some(party)) => DiscoveryKey::from_party(&party),
         (None, None) => bail!("give --topic or --party"),
     };
-    let topology = topology(&args.topology, own)?;
+    let topology = args.topology.build(own);
     let out = Out { json: args.json };
 
     let signal: Arc<dyn Signal> = Arc::new(Manager::connect(args.signals.clone())?);
