@@ -5,6 +5,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use mesh_keys::PublicKey;
 use mesh_proto::Any;
 use mesh_signal::{MemoryNetwork, Messenger, Signal, SignalError, SignalMessage};
 
@@ -50,13 +51,20 @@ async fn reliable_delivery_when_one_in_three_sends_is_lost() {
     assert_eq!(received, ["0", "1", "2", "3", "4"], "each message exactly once");
 }
 
-#[tokio::test(start_paused = true)]
-async fn listeners_are_routed_by_recipient_and_payload_type() {
+/// Alice's and bob's messengers on one in-memory network, alice's inbox open (for the
+/// acknowledgements), with their keys.
+async fn alice_and_bob() -> (Messenger, Messenger, PublicKey, PublicKey) {
     let network = MemoryNetwork::new();
     let (alice, bob) = (peer(), peer());
     let a = Messenger::new(Arc::new(network.client()));
     let b = Messenger::new(Arc::new(network.client()));
-    let _ = a.listen(alice, None).await.unwrap();
+    let _ = a.listen(alice, None).await.expect("alice's inbox opens");
+    (a, b, alice, bob)
+}
+
+#[tokio::test(start_paused = true)]
+async fn listeners_are_routed_by_recipient_and_payload_type() {
+    let (a, b, alice, bob) = alice_and_bob().await;
     let mut texts = b.listen(bob, Some("mesh.test.Text")).await.unwrap();
     let mut numbers = b.listen(bob, Some("mesh.test.Number")).await.unwrap();
     let mut everything = b.listen(bob, None).await.unwrap();
@@ -106,7 +114,7 @@ async fn memory_members_are_the_peers_a_client_was_told_about_and_leaving_report
 }
 
 /// Sends `count` messages from `a` (as `alice`) to `bob`, each acknowledged.
-async fn fill(a: &Messenger, alice: mesh_keys::PublicKey, bob: mesh_keys::PublicKey, count: usize) {
+async fn fill(a: &Messenger, alice: PublicKey, bob: PublicKey, count: usize) {
     for index in 0..count {
         a.send(alice, bob, text(&format!("filler {index}"))).await.expect("room in the listener");
     }
@@ -117,11 +125,7 @@ const LISTENER_QUEUE: usize = 256;
 
 #[tokio::test(start_paused = true)]
 async fn a_full_listener_gets_no_ack_and_the_resend_delivers_after_it_drains() {
-    let network = MemoryNetwork::new();
-    let (alice, bob) = (peer(), peer());
-    let a = Messenger::new(Arc::new(network.client()));
-    let b = Messenger::new(Arc::new(network.client()));
-    let _ = a.listen(alice, None).await.unwrap();
+    let (a, b, alice, bob) = alice_and_bob().await;
     let mut inbox = b.listen(bob, None).await.unwrap();
     fill(&a, alice, bob, LISTENER_QUEUE).await;
 
@@ -144,11 +148,7 @@ async fn a_full_listener_gets_no_ack_and_the_resend_delivers_after_it_drains() {
 
 #[tokio::test(start_paused = true)]
 async fn filtered_listeners_take_only_their_messages_and_a_full_one_does_not_hold_up_another() {
-    let network = MemoryNetwork::new();
-    let (alice, bob) = (peer(), peer());
-    let a = Messenger::new(Arc::new(network.client()));
-    let b = Messenger::new(Arc::new(network.client()));
-    let _ = a.listen(alice, None).await.unwrap();
+    let (a, b, alice, bob) = alice_and_bob().await;
     let starts_with = |prefix: &'static [u8]| move |m: &SignalMessage| m.payload.value.starts_with(prefix);
     let mut fillers = b.listen_where(bob, Some("mesh.test.Text"), starts_with(b"filler")).await.unwrap();
     let mut others = b.listen_where(bob, Some("mesh.test.Text"), starts_with(b"other")).await.unwrap();

@@ -278,13 +278,19 @@ mod tests {
 
     /// The core's outputs, each received message accepted, then its transmissions.
     fn drain(core: &mut MessengerCore) -> (Vec<SignalMessage>, Vec<Output>) {
+        let outputs = accept_all(core);
+        (std::iter::from_fn(|| core.poll_transmit()).collect(), outputs)
+    }
+
+    /// The core's outputs, each received message accepted.
+    fn accept_all(core: &mut MessengerCore) -> Vec<Output> {
         let outputs: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
         for output in &outputs {
             if let Output::Received { id, .. } = output {
                 core.accepted(*id);
             }
         }
-        (std::iter::from_fn(|| core.poll_transmit()).collect(), outputs)
+        outputs
     }
 
     fn reliable(id: PublicKey, body: &str) -> SignalMessage {
@@ -463,16 +469,8 @@ mod tests {
         let mut core = MessengerCore::new(config, now);
         for _ in 0..10 {
             core.handle_message(now, reliable(key(), "flood"));
-            drain_outputs_accepting(&mut core);
+            accept_all(&mut core);
         }
         assert_eq!(std::iter::from_fn(|| core.poll_transmit()).count(), 3);
-    }
-
-    fn drain_outputs_accepting(core: &mut MessengerCore) {
-        while let Some(output) = core.poll_output() {
-            if let Output::Received { id, .. } = output {
-                core.accepted(id);
-            }
-        }
     }
 }
