@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use bytes::Bytes;
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey, SecretKey};
-use mesh_signal::{Event as SignalEvent, Manager, Signal};
+use mesh_signal::{ClientConfig, Event as SignalEvent, Manager, Signal};
 use mesh_swarm::{
     Event as SwarmEvent, NetworkManager, SwarmConfig,
     topology::{FullyConnected, Mmst, Star, Topology},
@@ -172,7 +172,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let topology = args.topology.build(own);
     let out = Out { json: args.json };
 
-    let signal: Arc<dyn Signal> = Arc::new(Manager::connect(args.signals.clone())?);
+    // The peer proves its key to every server: one that requires it refuses unproven peers, one
+    // with authentication off (or without mesh's) answers so and the client carries on.
+    let configs = args.signals.iter().map(|url| ClientConfig::new(url.clone()).with_identity(pair.clone()));
+    let signal: Arc<dyn Signal> = Arc::new(Manager::with_configs(configs)?);
     let manager =
         NetworkManager::new(own, signal.clone(), args.transport.factory(&args.reach), SwarmConfig::default())
             .await

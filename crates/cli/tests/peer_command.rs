@@ -134,6 +134,26 @@ async fn a_killed_webrtc_peer_is_seen_gone_by_its_neighbour() {
     survivor.exit().await;
 }
 
+/// A server that requires authentication refuses what an unproven peer opens or sends: the peers
+/// prove their keys first, then meet and talk as anywhere else.
+#[tokio::test]
+async fn peers_prove_their_keys_to_a_server_that_requires_it_and_exchange_lines() {
+    let (_server, url) = common::signal_server_with(&["--auth", "required"]).await;
+    let topic = "ef".repeat(32);
+    let transport = ["--transport", "tcp"];
+    let mut first = Peer::spawn(&url, &topic, &transport).await;
+    let mut second = Peer::spawn(&url, &topic, &transport).await;
+    first.wait_connected(std::slice::from_ref(&second.key)).await;
+    second.wait_connected(std::slice::from_ref(&first.key)).await;
+
+    first.say("proven and heard").await;
+    let message = second.wait(|e| e["event"] == "message").await;
+    assert_eq!(message["author"], first.key.as_str());
+    assert_eq!(message["payload"], "proven and heard");
+    first.exit().await;
+    second.exit().await;
+}
+
 #[test]
 fn bad_peer_arguments_exit_with_code_2() {
     let mesh = || std::process::Command::new(env!("CARGO_BIN_EXE_mesh"));

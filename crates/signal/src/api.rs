@@ -11,6 +11,12 @@ use crate::{Event, SignalError, SignalMessage};
 /// `join`, `leave`, `subscribe` and `unsubscribe` change the desired state, which an
 /// implementation keeps across reconnects; they return once the change is recorded. `send` returns
 /// once a server accepted the message (or fails after its timeout).
+///
+/// Membership is reported consistently: every peer reported available in a topic is reported
+/// left once the implementation stops vouching for it, whether the peer left, the connection was
+/// lost (a reconnect announces the peers still there afresh) or this side left the topic. So a
+/// consumer that follows the events never keeps a ghost, and [`Signal::members`] says who is
+/// there now.
 #[async_trait]
 pub trait Signal: Send + Sync {
     /// Joins the swarm `topic` as `peer`: the swarm's members arrive as [`Event::PeerAvailable`].
@@ -23,6 +29,9 @@ pub trait Signal: Send + Sync {
     async fn unsubscribe(&self, peer: PublicKey) -> Result<(), SignalError>;
     /// Sends a message to its recipient's inboxes.
     async fn send(&self, message: SignalMessage) -> Result<(), SignalError>;
+    /// The peers currently available in `topic`, as the events have reported them so far: a
+    /// consumer that fell behind the event stream (`RecvError::Lagged`) resynchronises with it.
+    async fn members(&self, topic: DiscoveryKey) -> Result<Vec<PublicKey>, SignalError>;
     /// A new receiver of every event from now on. A receiver that falls behind by more than the
     /// channel's capacity misses the oldest events and is told so (`RecvError::Lagged`).
     fn events(&self) -> broadcast::Receiver<Event>;

@@ -1,13 +1,15 @@
 //! Signaling for mesh: how peers find each other and exchange messages before they are connected.
 //!
 //! - [`Client`]: one signal server over WebSocket (`ws://` or `wss://`), speaking the DXOS 0.8.3
-//!   protocol. It reconnects with backoff, restores its joins and inboxes after every reconnect,
-//!   and keeps the connection alive with `__ping__`.
+//!   protocol. It proves its keys first when given any, reconnects with backoff, restores its
+//!   joins and inboxes after every reconnect, keeps the connection alive with `__ping__` and
+//!   WebSocket Pings, and treats a server that stops answering as gone.
 //! - [`Manager`]: several servers at once; joins and sends go to all, duplicates are dropped.
 //! - [`MemoryNetwork`]: an in-memory signal network behind the same [`Signal`] trait, for unit
 //!   tests and simulation.
-//! - [`Messenger`]: reliable messages on top of any [`Signal`]: acknowledgements, resends with
-//!   backoff, duplicate suppression, and listeners routed by recipient and payload type.
+//! - [`Messenger`]: reliable messages on top of any [`Signal`]: acknowledgements (only of what a
+//!   listener took), resends with backoff, duplicate suppression, and listeners routed by
+//!   recipient, payload type and filter.
 //!
 //! ```no_run
 //! use mesh_keys::{DiscoveryKey, Keypair};

@@ -2,110 +2,66 @@
 //! merged, so each swarm change and each message reaches the user once.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::Arc,
+    collections::HashSet,
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use async_trait::async_trait;
 use futures::{StreamExt, stream::FuturesUnordered};
 use mesh_keys::{DiscoveryKey, PublicKey};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::{Client, ConnectionState, Event, Signal, SignalError, SignalMessage};
+use crate::{Client, ClientConfig, Event, Signal, SignalError, SignalMessage};
 
-/// Messages remembered to drop duplicates arriving through other servers.
-const REMEMBERED_MESSAGES: usize = 8192;
+mod merge;
+
+pub use merge::Merge;
+
 /// Events buffered for each receiver of [`Manager::events`].
 const EVENT_CAPACITY: usize = 4096;
 
-/// Merges the event streams of several sources, dropping what another source already reported.
-///
-/// A peer is available while at least one source says so: PeerAvailable is passed on when the first
-/// source reports it, PeerLeft when the last one that reported it does. A source that disconnects
-/// stops vouching for its peers without a PeerLeft (its client re-announces them on reconnect).
-#[derive(Debug, Default)]
-pub struct Merge {
-    available: HashMap<(DiscoveryKey, PublicKey), HashSet<usize>>,
-    urls: HashMap<String, usize>,
-    seen: HashSet<u64>,
-    seen_order: VecDeque<u64>,
+/// What the manager's handles and its merging task share.
+#[derive(Default)]
+struct Shared {
+    merge: Merge,
+    /// The joins asked for, so a source whose events were missed can be asked who is there.
+    joined: HashSet<(DiscoveryKey, PublicKey)>,
 }
 
-impl Merge {
-    /// An empty merge.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Takes an event from source `source`; returns it if the user should see it.
-    pub fn accept(&mut self, source: usize, event: Event) -> Option<Event> {
-        match &event {
-            Event::PeerAvailable { topic, peer, .. } => {
-                let sources = self.available.entry((*topic, *peer)).or_default();
-                let first = sources.is_empty();
-                sources.insert(source);
-                first.then_some(event)
-            }
-            Event::PeerLeft { topic, peer } => {
-                let sources = self.available.get_mut(&(*topic, *peer))?;
-                if !sources.remove(&source) || !sources.is_empty() {
-                    return None;
-                }
-                self.available.remove(&(*topic, *peer));
-                Some(event)
-            }
-            Event::Message(message) => self.first_sighting(message).then_some(event),
-            Event::Connection { url, state } => {
-                self.urls.insert(url.clone(), source);
-                if *state != ConnectionState::Connected {
-                    self.available.retain(|_, sources| {
-                        sources.remove(&source);
-                        !sources.is_empty()
-                    });
-                }
-                Some(event)
-            }
-        }
-    }
-
-    fn first_sighting(&mut self, message: &SignalMessage) -> bool {
-        let mut hasher = DefaultHasher::new();
-        message.hash(&mut hasher);
-        let digest = hasher.finish();
-        if !self.seen.insert(digest) {
-            return false;
-        }
-        self.seen_order.push_back(digest);
-        if self.seen_order.len() > REMEMBERED_MESSAGES
-            && let Some(oldest) = self.seen_order.pop_front()
-        {
-            self.seen.remove(&oldest);
-        }
-        true
-    }
-}
-
-/// Several signal sources used as one [`Signal`].
+/// Several signal sources used as one [`Signal`]. Cloning gives another handle; the merging of
+/// the sources' events stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct Manager {
-    sources: Arc<Vec<Arc<dyn Signal>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sources: Arc<[Arc<dyn Signal>]>,
     events: broadcast::Sender<Event>,
+    shared: Arc<Mutex<Shared>>,
+    _merging: AbortOnDropHandle<()>,
 }
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manager").field("sources", &self.sources.len()).finish_non_exhaustive()
+        f.debug_struct("Manager").field("sources", &self.inner.sources.len()).finish_non_exhaustive()
     }
 }
 
 impl Manager {
-    /// A manager of a [`Client`] for each URL. A URL that cannot be reached does no harm: its
-    /// client keeps retrying in the background.
+    /// A manager of a [`Client`] with the default settings for each URL. A URL that cannot be
+    /// reached does no harm: its client keeps retrying in the background.
     pub fn connect<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Result<Self, SignalError> {
-        let sources = urls
+        Self::with_configs(urls.into_iter().map(ClientConfig::new))
+    }
+
+    /// A manager of a [`Client`] for each configuration, e.g. with the keys to prove to each
+    /// server ([`ClientConfig::identities`]).
+    pub fn with_configs(configs: impl IntoIterator<Item = ClientConfig>) -> Result<Self, SignalError> {
+        let sources = configs
             .into_iter()
-            .map(|url| Client::connect(url).map(|client| Arc::new(client) as Arc<dyn Signal>))
+            .map(|config| Client::with_config(config).map(|client| Arc::new(client) as Arc<dyn Signal>))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(sources))
     }
@@ -113,12 +69,15 @@ impl Manager {
     /// A manager of any signal sources, on the current tokio runtime.
     pub fn new(sources: Vec<Arc<dyn Signal>>) -> Self {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let (merged_tx, merged_rx) = mpsc::channel(EVENT_CAPACITY);
-        for (index, source) in sources.iter().enumerate() {
-            tokio::spawn(forward(index, source.events(), merged_tx.clone()));
-        }
-        tokio::spawn(merge(merged_rx, events.clone()));
-        Self { sources: Arc::new(sources), events }
+        let sources: Arc<[Arc<dyn Signal>]> = sources.into();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let merging = tokio::spawn(merge_sources(sources.clone(), shared.clone(), events.clone()));
+        let inner = Inner { sources, events, shared, _merging: AbortOnDropHandle::new(merging) };
+        Self { inner: Arc::new(inner) }
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        lock(&self.inner.shared)
     }
 
     async fn for_each(
@@ -126,50 +85,78 @@ impl Manager {
         action: impl Fn(Arc<dyn Signal>) -> futures::future::BoxFuture<'static, Result<(), SignalError>>,
     ) -> Result<(), SignalError> {
         let mut last_error = None;
-        for source in self.sources.iter() {
+        for source in self.inner.sources.iter() {
             if let Err(err) = action(source.clone()).await {
                 last_error = Some(err);
             }
         }
         match last_error {
-            Some(err) if self.sources.len() == 1 => Err(err),
+            Some(err) if self.inner.sources.len() == 1 => Err(err),
             _ => Ok(()),
         }
     }
 }
 
-async fn forward(index: usize, mut events: broadcast::Receiver<Event>, merged: mpsc::Sender<(usize, Event)>) {
-    loop {
-        match events.recv().await {
-            Ok(event) => {
-                if merged.send((index, event)).await.is_err() {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(source = index, missed, "signal manager fell behind a source");
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // Nothing panics while holding it; a poisoned lock still holds a consistent merge.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn merge(mut merged: mpsc::Receiver<(usize, Event)>, events: broadcast::Sender<Event>) {
-    let mut state = Merge::new();
-    while let Some((source, event)) = merged.recv().await {
-        if let Some(event) = state.accept(source, event) {
+/// The task that merges the sources' events: one task reading every source in turn, owned by the
+/// manager. A source whose events it missed (its receiver lagged) is asked who is in each joined
+/// topic, so the merged view stays right.
+async fn merge_sources(
+    sources: Arc<[Arc<dyn Signal>]>,
+    shared: Arc<Mutex<Shared>>,
+    events: broadcast::Sender<Event>,
+) {
+    let receivers = sources.iter().enumerate().map(|(index, source)| {
+        futures::stream::unfold(source.events(), move |mut receiver| async move {
+            match receiver.recv().await {
+                Err(broadcast::error::RecvError::Closed) => None,
+                received => Some(((index, received), receiver)),
+            }
+        })
+        .boxed()
+    });
+    let mut received = futures::stream::select_all(receivers);
+    while let Some((source, event)) = received.next().await {
+        let merged = match event {
+            Ok(event) => lock(&shared).merge.accept(source, event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(source, missed, "signal manager fell behind a source; resynchronising");
+                resync(source, sources[source].as_ref(), &shared).await
+            }
+            Err(broadcast::error::RecvError::Closed) => continue,
+        };
+        for event in merged {
             let _ = events.send(event);
         }
     }
 }
 
+/// Asks `signal` (source `source`) who is in each joined topic and brings the merge in line.
+async fn resync(source: usize, signal: &dyn Signal, shared: &Mutex<Shared>) -> Vec<Event> {
+    let topics: HashSet<DiscoveryKey> = lock(shared).joined.iter().map(|(topic, _)| *topic).collect();
+    let mut merged = Vec::new();
+    for topic in topics {
+        match signal.members(topic).await {
+            Ok(members) => merged.extend(lock(shared).merge.resync(source, topic, &members)),
+            Err(err) => tracing::debug!(source, %err, "could not resynchronise a topic"),
+        }
+    }
+    merged
+}
+
 #[async_trait]
 impl Signal for Manager {
     async fn join(&self, topic: DiscoveryKey, peer: PublicKey) -> Result<(), SignalError> {
+        self.shared().joined.insert((topic, peer));
         self.for_each(|source| Box::pin(async move { source.join(topic, peer).await })).await
     }
 
     async fn leave(&self, topic: DiscoveryKey, peer: PublicKey) -> Result<(), SignalError> {
+        self.shared().joined.remove(&(topic, peer));
         self.for_each(|source| Box::pin(async move { source.leave(topic, peer).await })).await
     }
 
@@ -181,79 +168,29 @@ impl Signal for Manager {
         self.for_each(|source| Box::pin(async move { source.unsubscribe(peer).await })).await
     }
 
-    /// Sends through every source at once and returns when the first accepts it; the others go on
-    /// in the background, so a dead server never delays a send.
+    /// Starts the send through every source at once and returns when the first accepts it. The
+    /// manager then stops waiting for the others, but a [`Client`] goes on with a send it has
+    /// queued, so the message still reaches recipients only another server serves, and a dead
+    /// server never delays a send.
     async fn send(&self, message: SignalMessage) -> Result<(), SignalError> {
-        let mut sends: FuturesUnordered<_> = self
-            .sources
-            .iter()
-            .map(|source| {
-                let (source, message) = (source.clone(), message.clone());
-                tokio::spawn(async move { source.send(message).await })
-            })
-            .collect();
+        let mut sends: FuturesUnordered<_> =
+            self.inner.sources.iter().map(|source| source.send(message.clone())).collect();
         let mut last_error = SignalError::Closed;
         while let Some(result) = sends.next().await {
             match result {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(err)) => last_error = err,
-                Err(_) => last_error = SignalError::Closed,
+                Ok(()) => return Ok(()),
+                Err(err) => last_error = err,
             }
         }
         Err(last_error)
     }
 
+    /// The peers at least one source currently reports in `topic`.
+    async fn members(&self, topic: DiscoveryKey) -> Result<Vec<PublicKey>, SignalError> {
+        Ok(self.shared().merge.members(topic))
+    }
+
     fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use mesh_keys::Keypair;
-    use mesh_proto::Any;
-
-    use super::*;
-
-    fn key() -> PublicKey {
-        Keypair::generate().public()
-    }
-
-    #[test]
-    fn a_peer_is_announced_once_and_leaves_with_its_last_source() {
-        let (topic, peer) = (DiscoveryKey::from_party(&key()), key());
-        let available = Event::PeerAvailable { topic, peer, since: None };
-        let left = Event::PeerLeft { topic, peer };
-        let mut merge = Merge::new();
-        assert!(merge.accept(0, available.clone()).is_some());
-        assert!(merge.accept(1, available.clone()).is_none());
-        assert!(merge.accept(0, left.clone()).is_none());
-        assert!(merge.accept(1, left.clone()).is_some());
-        assert!(merge.accept(1, left).is_none(), "a repeated PeerLeft is dropped");
-    }
-
-    #[test]
-    fn a_disconnected_source_stops_vouching_silently() {
-        let (topic, peer) = (DiscoveryKey::from_party(&key()), key());
-        let mut merge = Merge::new();
-        merge.accept(0, Event::PeerAvailable { topic, peer, since: None });
-        let down = Event::Connection { url: "ws://a".into(), state: ConnectionState::Disconnected };
-        assert!(merge.accept(0, down).is_some());
-        // After the reconnect the source announces the peer again, and the user hears of it again.
-        assert!(merge.accept(0, Event::PeerAvailable { topic, peer, since: None }).is_some());
-    }
-
-    #[test]
-    fn a_message_through_two_servers_is_delivered_once() {
-        let message = SignalMessage {
-            author: key(),
-            recipient: key(),
-            payload: Any { type_url: "t".into(), value: vec![1, 2, 3] },
-        };
-        let mut merge = Merge::new();
-        assert!(merge.accept(0, Event::Message(message.clone())).is_some());
-        assert!(merge.accept(1, Event::Message(message.clone())).is_none());
-        let other = SignalMessage { payload: Any { type_url: "t".into(), value: vec![4] }, ..message };
-        assert!(merge.accept(1, Event::Message(other)).is_some());
+        self.inner.events.subscribe()
     }
 }

@@ -99,19 +99,54 @@ impl State {
         }
     }
 
+    /// `client` stops being `peer` in `topic`. The other members hear PeerLeft when it was the
+    /// peer's last client; `client` itself hears PeerLeft for everyone it saw there when this was
+    /// its last join in the topic, as a real client reports its view when it leaves.
     fn leave(&mut self, client: u64, topic: DiscoveryKey, peer: PublicKey) {
         let Some(members) = self.topics.get_mut(&topic) else { return };
         let Some((_, clients)) = members.get_mut(&peer) else { return };
-        if !clients.remove(&client) || !clients.is_empty() {
+        if !clients.remove(&client) {
             return;
         }
-        members.remove(&peer);
-        let remaining: Vec<u64> = members.values().flat_map(|(_, clients)| clients.iter().copied()).collect();
+        let peer_gone = clients.is_empty();
+        if peer_gone {
+            members.remove(&peer);
+        }
+        let still_watching = members.values().any(|(_, clients)| clients.contains(&client));
+        let seen: Vec<PublicKey> = if still_watching {
+            Vec::new()
+        } else {
+            members.keys().filter(|p| **p != peer).copied().collect()
+        };
+        let remaining: Vec<u64> = if peer_gone {
+            members.values().flat_map(|(_, clients)| clients.iter().copied()).collect()
+        } else {
+            Vec::new()
+        };
         if members.is_empty() {
             self.topics.remove(&topic);
         }
         for to in remaining {
             self.emit(to, Event::PeerLeft { topic, peer });
+        }
+        for other in seen {
+            self.emit(client, Event::PeerLeft { topic, peer: other });
+        }
+    }
+
+    /// The peers `client` was told about in `topic`: each of its joins sees every member but
+    /// itself.
+    fn members(&self, client: u64, topic: DiscoveryKey) -> Vec<PublicKey> {
+        let Some(members) = self.topics.get(&topic) else { return Vec::new() };
+        let joined: Vec<PublicKey> = members
+            .iter()
+            .filter(|(_, (_, clients))| clients.contains(&client))
+            .map(|(peer, _)| *peer)
+            .collect();
+        match joined.as_slice() {
+            [] => Vec::new(),
+            [only] => members.keys().filter(|peer| *peer != only).copied().collect(),
+            _ => members.keys().copied().collect(),
         }
     }
 
@@ -198,6 +233,10 @@ impl Signal for MemorySignal {
             state.emit(client, Event::Message(message.clone()));
         }
         Ok(())
+    }
+
+    async fn members(&self, topic: DiscoveryKey) -> Result<Vec<PublicKey>, SignalError> {
+        Ok(self.network.lock().members(self.id, topic))
     }
 
     fn events(&self) -> broadcast::Receiver<Event> {

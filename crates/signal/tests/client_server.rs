@@ -87,3 +87,30 @@ async fn an_authenticated_client_joins_a_server_that_requires_it() {
         matches!(forged, Err(mesh_signal::SignalError::Refused { ref name, .. }) if name == "UNAUTHORIZED")
     );
 }
+
+#[tokio::test]
+async fn a_client_with_a_key_to_prove_carries_on_unproven_where_authentication_is_off() {
+    use mesh_keys::Keypair;
+    use mesh_signal::ClientConfig;
+
+    let server = server().await;
+    let (alice, bob, topic) = (Keypair::generate(), peer(), topic());
+    let a = Client::with_config(ClientConfig::new(server.url()).with_identity(alice.clone())).unwrap();
+    let b = Client::connect(server.url()).unwrap();
+    let (_a_events, mut b_events) = meet((&a, alice.public()), (&b, bob), topic).await;
+    a.send(message(alice.public(), bob, "unproven but welcome")).await.unwrap();
+    assert_eq!(wait_message(&mut b_events, bob).await.payload.value, b"unproven but welcome");
+}
+
+#[tokio::test]
+async fn a_send_made_before_the_proof_waits_for_it_where_authentication_is_required() {
+    use mesh_keys::Keypair;
+    use mesh_signal::ClientConfig;
+    use mesh_signal_server::{AuthPolicy, Config};
+
+    let server = server_with(Config { auth: AuthPolicy::Required, ..Config::default() }).await;
+    let alice = Keypair::generate();
+    let a = Client::with_config(ClientConfig::new(server.url()).with_identity(alice.clone())).unwrap();
+    // Queued before the connection exists: it must not reach the server ahead of the proof.
+    a.send(message(alice.public(), peer(), "after the proof")).await.expect("accepted once proven");
+}

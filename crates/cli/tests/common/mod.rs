@@ -13,8 +13,15 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts `mesh signal` on a free loopback port; returns the process and the URL it printed.
 pub async fn signal_server() -> (Child, String) {
+    signal_server_with(&[]).await
+}
+
+/// Starts `mesh signal` with `extra` arguments on a free loopback port; returns the process and
+/// the URL it printed.
+pub async fn signal_server_with(extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
         .args(["signal", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

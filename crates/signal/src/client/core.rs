@@ -2,11 +2,18 @@
 //!
 //! `Core` keeps what the user wants (joined topics, open inboxes) and what the current connection
 //! has (streams by request id), and reconciles the two: after a reconnect it reopens everything,
-//! after a failed stream it retries. The driver feeds it frames, commands and the time, and sends
-//! what [`Core::poll_transmit`] returns; [`Core::poll_output`] gives events and send results.
+//! after a failed stream it retries. It also keeps, per joined topic, the peers the server reported
+//! available (the view): when the connection is lost or the topic is left, every peer in the view
+//! is reported as left, and the server's fresh announcements after a reconnect rebuild it, so a
+//! peer that left during an outage is never left behind as a ghost.
+//!
+//! Proving keys comes first on every connection: streams open and sends go out only once every
+//! proof is answered (or refused, or late), because a server that requires authentication refuses
+//! what arrives before. The driver feeds it frames, commands and the time, and sends what
+//! [`Core::poll_transmit`] returns; [`Core::poll_output`] gives events and send results.
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -22,8 +29,8 @@ use mesh_proto::{
 
 use crate::{Event, SignalError, SignalMessage};
 
-/// Sends waiting for a connection at most; more fail with [`SignalError::Busy`].
-const MAX_QUEUED_SENDS: usize = 1024;
+/// Sends waiting for a connection or a reply at most; more fail with [`SignalError::Busy`].
+const MAX_PENDING_SENDS: usize = 1024;
 
 /// How long each step may take.
 #[derive(Debug, Clone, Copy)]
@@ -89,10 +96,17 @@ pub(crate) struct Core {
     /// The authority (host:port) of the server URL, which authentication signatures cover.
     host: String,
     identities: Vec<Keypair>,
+    /// Peers remembered per topic at most; announcements past it are dropped.
+    max_peers_per_topic: usize,
     wanted: BTreeSet<StreamKind>,
     connected: bool,
-    /// Authentication requests in flight; streams open once none are left.
+    /// Authentication requests in flight; streams open and sends go out once none are left.
     authenticating: HashMap<i32, AuthStep>,
+    /// When unanswered proofs are given up on, so a server that never answers cannot hold
+    /// everything back.
+    authenticated_by: Option<Instant>,
+    /// Per joined topic, the peers the server reported available on this connection.
+    views: HashMap<DiscoveryKey, HashSet<PublicKey>>,
     next_id: i32,
     streams: HashMap<i32, OpenStream>,
     open: HashMap<StreamKind, i32>,
@@ -104,14 +118,22 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(timeouts: Timeouts, host: String, identities: Vec<Keypair>) -> Self {
+    pub(crate) fn new(
+        timeouts: Timeouts,
+        host: String,
+        identities: Vec<Keypair>,
+        max_peers_per_topic: usize,
+    ) -> Self {
         Self {
             timeouts,
             host,
             identities,
+            max_peers_per_topic,
             wanted: BTreeSet::new(),
             connected: false,
             authenticating: HashMap::new(),
+            authenticated_by: None,
+            views: HashMap::new(),
             next_id: 0,
             streams: HashMap::new(),
             open: HashMap::new(),
@@ -127,8 +149,20 @@ impl Core {
         self.want(now, StreamKind::Join(topic, peer));
     }
 
+    /// Leaves `topic` as `peer`. Once no join in the topic is left, its view goes: every peer in
+    /// it is reported as left, so whoever merges several sources stops counting on this one.
     pub(crate) fn leave(&mut self, topic: DiscoveryKey, peer: PublicKey) {
         self.unwant(&StreamKind::Join(topic, peer));
+        let still_joined =
+            self.wanted.iter().any(|kind| matches!(kind, StreamKind::Join(t, _) if *t == topic));
+        if !still_joined {
+            self.forget_view(topic);
+        }
+    }
+
+    /// The peers the server reported available in `topic` on this connection.
+    pub(crate) fn members(&self, topic: DiscoveryKey) -> Vec<PublicKey> {
+        self.views.get(&topic).map(|view| view.iter().copied().collect()).unwrap_or_default()
     }
 
     pub(crate) fn subscribe(&mut self, now: Instant, peer: PublicKey) {
@@ -146,17 +180,20 @@ impl Core {
             payload: Some(message.payload.clone()),
             metadata: None,
         };
-        let pending = PendingSend { token, message, deadline: now + self.timeouts.send };
-        if self.connected {
-            self.transmit_send(pending);
-        } else if self.queued.len() < MAX_QUEUED_SENDS {
-            self.queued.push_back(pending);
-        } else {
+        if self.in_flight.len() + self.queued.len() >= MAX_PENDING_SENDS {
             self.output.push_back(Output::SendResult(token, Err(SignalError::Busy)));
+            return;
+        }
+        let pending = PendingSend { token, message, deadline: now + self.timeouts.send };
+        if self.ready() {
+            self.transmit_send(pending);
+        } else {
+            self.queued.push_back(pending);
         }
     }
 
-    /// A connection is up: authenticate, then open every wanted stream and send what waited.
+    /// A connection is up: prove the keys, then (once every proof is answered) open every wanted
+    /// stream and send what waited.
     pub(crate) fn on_connected(&mut self, now: Instant) {
         self.connected = true;
         self.retry_at = None;
@@ -166,20 +203,25 @@ impl Core {
             self.authenticating.insert(id, AuthStep::Challenge(index));
         }
         if self.authenticating.is_empty() {
-            self.reconcile(now);
-        }
-        while let Some(pending) = self.queued.pop_front() {
-            self.transmit_send(pending);
+            self.on_ready(now);
+        } else {
+            self.authenticated_by = Some(now + self.timeouts.stream_ready);
         }
     }
 
-    /// The connection is gone: its streams with it. Sends in flight wait for the next connection.
+    /// The connection is gone: its streams with it, and the views it built (every peer in them is
+    /// reported as left). Sends in flight wait for the next connection.
     pub(crate) fn on_disconnected(&mut self) {
         self.connected = false;
         self.streams.clear();
         self.open.clear();
         self.authenticating.clear();
+        self.authenticated_by = None;
         self.transmit.clear();
+        let topics: Vec<DiscoveryKey> = self.views.keys().copied().collect();
+        for topic in topics {
+            self.forget_view(topic);
+        }
         let mut in_flight: Vec<PendingSend> = self.in_flight.drain().map(|(_, pending)| pending).collect();
         in_flight.sort_by_key(|pending| pending.token);
         for pending in in_flight.into_iter().rev() {
@@ -240,6 +282,12 @@ impl Core {
                 self.output.push_back(Output::SendResult(pending.token, Err(SignalError::Timeout("send"))));
             }
         }
+        if self.authenticated_by.is_some_and(|t| t <= now) {
+            tracing::warn!(host = %self.host, "no answer to the key proofs in time; carrying on without them");
+            self.authenticating.clear();
+            self.authenticated_by = None;
+            self.on_ready(now);
+        }
         if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
             self.reconcile(now);
@@ -250,7 +298,7 @@ impl Core {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let streams = self.streams.values().filter_map(|s| s.ready_by);
         let sends = self.in_flight.values().chain(&self.queued).map(|p| p.deadline);
-        streams.chain(sends).chain(self.retry_at).min()
+        streams.chain(sends).chain(self.retry_at).chain(self.authenticated_by).min()
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -261,9 +309,52 @@ impl Core {
         self.output.pop_front()
     }
 
+    /// Connected, with every proof answered: streams may open and sends go out.
+    fn ready(&self) -> bool {
+        self.connected && self.authenticating.is_empty()
+    }
+
+    /// Authentication is over (or there was none): open every wanted stream, send what waited.
+    fn on_ready(&mut self, now: Instant) {
+        self.authenticated_by = None;
+        self.reconcile(now);
+        while let Some(pending) = self.queued.pop_front() {
+            self.transmit_send(pending);
+        }
+    }
+
     fn want(&mut self, now: Instant, kind: StreamKind) {
-        if self.wanted.insert(kind.clone()) && self.connected && self.authenticating.is_empty() {
+        if self.wanted.insert(kind.clone()) && self.ready() {
             self.open_stream(now, kind);
+        }
+    }
+
+    /// Drops the view of `topic`, reporting every peer in it as left.
+    fn forget_view(&mut self, topic: DiscoveryKey) {
+        for peer in self.views.remove(&topic).into_iter().flatten() {
+            self.output.push_back(Output::Event(Event::PeerLeft { topic, peer }));
+        }
+    }
+
+    /// Records what a Join stream reported in the view; returns whether to pass it on.
+    fn update_view(&mut self, event: &Event) -> bool {
+        match event {
+            Event::PeerAvailable { topic, peer, .. } => {
+                let view = self.views.entry(*topic).or_default();
+                if view.len() >= self.max_peers_per_topic && !view.contains(peer) {
+                    tracing::warn!(host = %self.host, topic = %topic.short(), "too many peers in a topic; dropped an announcement");
+                    return false;
+                }
+                view.insert(*peer);
+                true
+            }
+            Event::PeerLeft { topic, peer } => {
+                if let Some(view) = self.views.get_mut(topic) {
+                    view.remove(peer);
+                }
+                true
+            }
+            _ => true,
         }
     }
 
@@ -302,7 +393,8 @@ impl Core {
         self.streams.insert(id, OpenStream { kind, ready_by: Some(now + self.timeouts.stream_ready) });
     }
 
-    /// Drops a stream that failed and schedules another attempt.
+    /// Drops a stream that failed and schedules another attempt. A topic no open Join stream
+    /// watches any more loses its view: departures until the next attempt would go unheard.
     fn fail_stream(&mut self, now: Instant, id: i32, tell_server: bool) {
         if let Some(stream) = self.streams.remove(&id) {
             self.open.remove(&stream.kind);
@@ -311,6 +403,13 @@ impl Core {
             }
             let retry = now + self.timeouts.retry;
             self.retry_at = Some(self.retry_at.map_or(retry, |t| t.min(retry)));
+            if let StreamKind::Join(topic, _) = stream.kind {
+                let watched =
+                    self.open.keys().any(|kind| matches!(kind, StreamKind::Join(t, _) if *t == topic));
+                if !watched {
+                    self.forget_view(topic);
+                }
+            }
         }
     }
 
@@ -330,7 +429,11 @@ impl Core {
                     StreamKind::Inbox(_) => inbox_message(&payload),
                 };
                 match event {
-                    Some(event) => self.output.push_back(Output::Event(event)),
+                    Some(event) => {
+                        if self.update_view(&event) {
+                            self.output.push_back(Output::Event(event));
+                        }
+                    }
                     None => tracing::debug!(host = %self.host, id, "dropped an undecodable stream item"),
                 }
             }
@@ -369,7 +472,7 @@ impl Core {
             (step, _) => tracing::warn!(host = %self.host, ?step, "unexpected authentication reply"),
         }
         if self.authenticating.is_empty() {
-            self.reconcile(now);
+            self.on_ready(now);
         }
     }
 
@@ -427,3 +530,6 @@ fn inbox_message(payload: &Any) -> Option<Event> {
         payload: message.payload.unwrap_or_default(),
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -34,18 +34,32 @@ pub struct ClientConfig {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
-    /// Interval of the `__ping__` keep-alive.
+    /// Interval of the `__ping__` text keep-alive, which DXOS 0.8.3 servers expect.
     pub ping_interval: Duration,
+    /// Interval of WebSocket Ping frames, which the server answers with a Pong: on a quiet
+    /// connection they are what shows the server is still there.
+    pub heartbeat_interval: Duration,
+    /// A connection with no frame from the server (a Pong or anything else) for this long is
+    /// lost: the server stopped answering although the TCP connection looks up (half-open). It
+    /// should be a few heartbeats long.
+    pub read_timeout: Duration,
+    /// Time allowed for each write to the server; a write that takes longer loses the connection
+    /// (a server that stopped reading would otherwise hold the client's task).
+    pub write_timeout: Duration,
     /// Time allowed to connect (TCP, TLS and the WebSocket handshake).
     pub connect_timeout: Duration,
     /// Largest frame accepted from the server.
     pub max_frame_size: usize,
     /// Events buffered for each receiver of [`Signal::events`].
     pub event_capacity: usize,
+    /// Peers remembered per joined topic at most (see [`Signal::members`]); announcements of
+    /// further peers are dropped, so a server cannot grow the client's memory without bound.
+    pub max_peers_per_topic: usize,
 }
 
 impl ClientConfig {
-    /// The defaults of the DXOS 0.8.3 client for `url`.
+    /// The defaults of the DXOS 0.8.3 client for `url`, plus heartbeats that find a half-open
+    /// server within 10 s.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -55,10 +69,20 @@ impl ClientConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             ping_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(4),
+            read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             max_frame_size: 1 << 20,
             event_capacity: 1024,
+            max_peers_per_topic: 10_000,
         }
+    }
+
+    /// The same settings with `identity` among the keys proven to the server.
+    pub fn with_identity(mut self, identity: Keypair) -> Self {
+        self.identities.push(identity);
+        self
     }
 }
 
@@ -88,13 +112,18 @@ impl Client {
     pub fn with_config(config: ClientConfig) -> Result<Self, SignalError> {
         let host =
             crate::auth::authority(&config.url).ok_or_else(|| SignalError::InvalidUrl(config.url.clone()))?;
-        let core = self::core::Core::new(config.timeouts, host.to_owned(), config.identities.clone());
+        let core = self::core::Core::new(
+            config.timeouts,
+            host.to_owned(),
+            config.identities.clone(),
+            config.max_peers_per_topic,
+        );
         let tls = tls::client_config(config.extra_ca_pem.as_deref())?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(config.event_capacity);
         let url = config.url.clone();
-        let driver = Driver { config, tls, core, commands, events: events.clone() };
-        tokio::spawn(driver.run());
+        // The task ends when the last handle is dropped: its command channel closes.
+        tokio::spawn(Driver::new(config, tls, core, commands, events.clone()).run());
         Ok(Self { url, commands: commands_tx, events })
     }
 
@@ -126,10 +155,19 @@ impl Signal for Client {
         self.command(Command::Unsubscribe(peer)).await
     }
 
+    /// Once the message is queued (the first poll, unless 256 commands are already waiting) the
+    /// client's task owns it: dropping this future stops the wait for the server's reply, not the
+    /// send.
     async fn send(&self, message: SignalMessage) -> Result<(), SignalError> {
         let (reply, result) = oneshot::channel();
         self.command(Command::Send(message, reply)).await?;
         result.await.map_err(|_| SignalError::Closed)?
+    }
+
+    async fn members(&self, topic: DiscoveryKey) -> Result<Vec<PublicKey>, SignalError> {
+        let (reply, result) = oneshot::channel();
+        self.command(Command::Members(topic, reply)).await?;
+        result.await.map_err(|_| SignalError::Closed)
     }
 
     fn events(&self) -> broadcast::Receiver<Event> {

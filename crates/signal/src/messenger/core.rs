@@ -2,8 +2,14 @@
 //!
 //! A message travels as a `ReliablePayload` with a random id. The sender resends it with a
 //! doubling delay (1 s, 2 s, 4 s, …) until the recipient's `Acknowledgement` for that id arrives,
-//! and gives up after 10 s. The recipient acknowledges every copy (an acknowledgement may be lost
-//! too) but delivers each id once, remembering ids for a few minutes.
+//! and gives up after 10 s.
+//!
+//! The recipient acknowledges only what its user took: a new message is reported as
+//! [`Output::Received`], and the user answers [`MessengerCore::accepted`] (a listener's queue took
+//! it: acknowledge it and remember its id) or [`MessengerCore::refused`] (no room, or nobody
+//! listening: no acknowledgement and nothing remembered, so the sender's next copy is a new
+//! chance). Once accepted, every further copy is acknowledged again (an acknowledgement may be
+//! lost too) but not reported; ids are remembered for a few minutes.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -31,6 +37,14 @@ pub struct MessengerConfig {
     pub max_pending: usize,
     /// Ids remembered at most per generation; past it the older generation is forgotten early.
     pub max_remembered: usize,
+    /// Received messages waiting for the user's [`MessengerCore::accepted`] or
+    /// [`MessengerCore::refused`] at most; past it new messages are dropped unacknowledged (their
+    /// senders resend).
+    pub max_unsettled: usize,
+    /// Messages waiting to be handed to signaling at most before acknowledgements are dropped
+    /// (the sender resends, and its copy is acknowledged then), so a flood of incoming messages
+    /// cannot queue acknowledgements without bound while signaling is slow.
+    pub max_queued_transmissions: usize,
 }
 
 impl Default for MessengerConfig {
@@ -41,6 +55,8 @@ impl Default for MessengerConfig {
             remember_for: Duration::from_secs(120),
             max_pending: 4096,
             max_remembered: 65_536,
+            max_unsettled: 1024,
+            max_queued_transmissions: 4096,
         }
     }
 }
@@ -51,8 +67,14 @@ pub type Token = u64;
 /// What the core reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// A new message for a local peer: `payload` is the inner payload, unwrapped.
-    Received(SignalMessage),
+    /// A new message for a local peer: `payload` is the inner payload, unwrapped. Answer with
+    /// [`MessengerCore::accepted`] or [`MessengerCore::refused`] for `id`.
+    Received {
+        /// The message's id.
+        id: PublicKey,
+        /// The message.
+        message: SignalMessage,
+    },
     /// The recipient acknowledged the message sent with this token.
     Delivered(Token),
     /// The message sent with this token was not acknowledged in time.
@@ -76,12 +98,21 @@ struct Remembered {
     rotate_at: Instant,
 }
 
+/// Where the acknowledgement of a received message goes, once its user accepted it.
+#[derive(Debug)]
+struct Unsettled {
+    author: PublicKey,
+    recipient: PublicKey,
+}
+
 /// The sans-IO reliable messenger.
 #[derive(Debug)]
 pub struct MessengerCore {
     config: MessengerConfig,
     pending: HashMap<PublicKey, Pending>,
     remembered: Remembered,
+    /// Received messages reported to the user and not yet accepted or refused.
+    unsettled: HashMap<PublicKey, Unsettled>,
     transmit: VecDeque<SignalMessage>,
     output: VecDeque<Output>,
 }
@@ -97,6 +128,7 @@ impl MessengerCore {
                 previous: HashSet::new(),
                 rotate_at: now + config.remember_for,
             },
+            unsettled: HashMap::new(),
             transmit: VecDeque::new(),
             output: VecDeque::new(),
         }
@@ -132,20 +164,24 @@ impl MessengerCore {
         if any::is::<ReliablePayload>(&message.payload) {
             let Ok(reliable) = any::decode_value::<ReliablePayload>(&message.payload) else { return };
             let Some(id) = reliable.message_id.as_ref().and_then(|id| id.to_key().ok()) else { return };
-            // Acknowledge every copy: the acknowledgement of an earlier one may have been lost.
-            let ack = Acknowledgement { message_id: Some(id.into()) };
-            self.transmit.push_back(SignalMessage {
-                author: message.recipient,
-                recipient: message.author,
-                payload: any::pack(&ack),
-            });
-            if self.remembered.previous.contains(&id) || !self.remembered.current.insert(id) {
+            if self.remembered.previous.contains(&id) || self.remembered.current.contains(&id) {
+                // Accepted before: acknowledge again, as the earlier acknowledgement may be lost.
+                self.acknowledge(id, message.recipient, message.author);
                 return;
             }
-            self.output.push_back(Output::Received(SignalMessage {
-                payload: reliable.payload.unwrap_or_default(),
-                ..message
-            }));
+            // A copy of a message being decided on is dropped: the decision acknowledges it.
+            if self.unsettled.contains_key(&id) {
+                return;
+            }
+            if self.unsettled.len() >= self.config.max_unsettled {
+                tracing::debug!("too many received messages undecided; dropped one unacknowledged");
+                return;
+            }
+            self.unsettled.insert(id, Unsettled { author: message.author, recipient: message.recipient });
+            self.output.push_back(Output::Received {
+                id,
+                message: SignalMessage { payload: reliable.payload.unwrap_or_default(), ..message },
+            });
         } else if any::is::<Acknowledgement>(&message.payload) {
             let Ok(ack) = any::decode_value::<Acknowledgement>(&message.payload) else { return };
             let Some(id) = ack.message_id.as_ref().and_then(|id| id.to_key().ok()) else { return };
@@ -153,6 +189,20 @@ impl MessengerCore {
                 self.output.push_back(Output::Delivered(pending.token));
             }
         }
+    }
+
+    /// The user took the received message `id` (a listener's queue had room): acknowledge it and
+    /// remember its id, so copies are acknowledged but not reported again.
+    pub fn accepted(&mut self, id: PublicKey) {
+        let Some(unsettled) = self.unsettled.remove(&id) else { return };
+        self.remembered.current.insert(id);
+        self.acknowledge(id, unsettled.recipient, unsettled.author);
+    }
+
+    /// The user could not take the received message `id` (no room, or nobody listening): no
+    /// acknowledgement, nothing remembered, so the sender's next copy is reported anew.
+    pub fn refused(&mut self, id: PublicKey) {
+        self.unsettled.remove(&id);
     }
 
     /// Resends what is due and fails what is late.
@@ -192,6 +242,17 @@ impl MessengerCore {
         self.output.pop_front()
     }
 
+    /// Queues the acknowledgement of `id` from `from` (the recipient) to `to` (the sender), unless
+    /// too much is waiting for signaling already.
+    fn acknowledge(&mut self, id: PublicKey, from: PublicKey, to: PublicKey) {
+        if self.transmit.len() >= self.config.max_queued_transmissions {
+            tracing::debug!("signaling is behind; dropped an acknowledgement (the sender resends)");
+            return;
+        }
+        let ack = Acknowledgement { message_id: Some(id.into()) };
+        self.transmit.push_back(SignalMessage { author: from, recipient: to, payload: any::pack(&ack) });
+    }
+
     fn rotate(&mut self, now: Instant) {
         let remembered = &mut self.remembered;
         if now >= remembered.rotate_at || remembered.current.len() >= self.config.max_remembered {
@@ -215,11 +276,30 @@ mod tests {
         Any { type_url: "test.Text".into(), value: body.as_bytes().to_vec() }
     }
 
+    /// The core's outputs, each received message accepted, then its transmissions.
     fn drain(core: &mut MessengerCore) -> (Vec<SignalMessage>, Vec<Output>) {
-        (
-            std::iter::from_fn(|| core.poll_transmit()).collect(),
-            std::iter::from_fn(|| core.poll_output()).collect(),
-        )
+        let outputs = accept_all(core);
+        (std::iter::from_fn(|| core.poll_transmit()).collect(), outputs)
+    }
+
+    /// The core's outputs, each received message accepted.
+    fn accept_all(core: &mut MessengerCore) -> Vec<Output> {
+        let outputs: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
+        for output in &outputs {
+            if let Output::Received { id, .. } = output {
+                core.accepted(*id);
+            }
+        }
+        outputs
+    }
+
+    fn reliable(id: PublicKey, body: &str) -> SignalMessage {
+        let reliable = ReliablePayload { message_id: Some(id.into()), payload: Some(text(body)) };
+        SignalMessage { author: key(), recipient: key(), payload: any::pack(&reliable) }
+    }
+
+    fn is_ack(message: &SignalMessage) -> bool {
+        any::is::<Acknowledgement>(&message.payload)
     }
 
     /// Two messengers joined by a lossy wire on a virtual clock; `drop_every` loses that share of
@@ -268,7 +348,7 @@ mod tests {
         let (a_out, b_out) = run_pair(|_| false, Duration::from_secs(30));
         assert_eq!(a_out, vec![Output::Delivered(1)]);
         assert_eq!(b_out.len(), 1);
-        assert!(matches!(&b_out[0], Output::Received(m) if m.payload == text("hi")));
+        assert!(matches!(&b_out[0], Output::Received { message, .. } if message.payload == text("hi")));
     }
 
     #[test]
@@ -323,14 +403,74 @@ mod tests {
         let start = Instant::now();
         let config = MessengerConfig::default();
         let mut core = MessengerCore::new(config, start);
-        let id = key();
-        let reliable = ReliablePayload { message_id: Some(id.into()), payload: Some(text("x")) };
-        let message = SignalMessage { author: key(), recipient: key(), payload: any::pack(&reliable) };
+        let message = reliable(key(), "x");
         core.handle_message(start, message.clone());
+        assert_eq!(drain(&mut core).1.len(), 1);
         core.handle_message(start + config.remember_for, message.clone());
-        let received = std::iter::from_fn(|| core.poll_output()).count();
-        assert_eq!(received, 1, "a repeat within the window is dropped");
+        assert_eq!(drain(&mut core).1.len(), 0, "a repeat within the window is dropped");
         core.handle_message(start + config.remember_for * 3, message);
-        assert_eq!(std::iter::from_fn(|| core.poll_output()).count(), 1, "long after, the id is forgotten");
+        assert_eq!(drain(&mut core).1.len(), 1, "long after, the id is forgotten");
+    }
+
+    #[test]
+    fn a_refused_message_is_not_acknowledged_and_its_next_copy_is_reported_again() {
+        let now = Instant::now();
+        let mut core = MessengerCore::new(MessengerConfig::default(), now);
+        let (id, message) = {
+            let id = key();
+            (id, reliable(id, "later"))
+        };
+        core.handle_message(now, message.clone());
+        assert!(matches!(core.poll_output(), Some(Output::Received { id: got, .. }) if got == id));
+        core.refused(id);
+        assert_eq!(core.poll_transmit(), None, "no acknowledgement for a refused message");
+
+        core.handle_message(now, message.clone());
+        assert!(matches!(core.poll_output(), Some(Output::Received { .. })), "the resend is a new chance");
+        core.accepted(id);
+        assert!(core.poll_transmit().is_some_and(|ack| is_ack(&ack) && ack.recipient == message.author));
+        core.handle_message(now, message);
+        assert_eq!(core.poll_output(), None, "accepted once, reported once");
+        assert!(core.poll_transmit().is_some_and(|ack| is_ack(&ack)), "but every copy is acknowledged");
+    }
+
+    #[test]
+    fn a_copy_arriving_while_its_message_is_undecided_is_dropped() {
+        let now = Instant::now();
+        let mut core = MessengerCore::new(MessengerConfig::default(), now);
+        let id = key();
+        core.handle_message(now, reliable(id, "once"));
+        core.handle_message(now, reliable(id, "once"));
+        let (transmitted, outputs) = {
+            let outputs: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
+            (std::iter::from_fn(|| core.poll_transmit()).count(), outputs)
+        };
+        assert_eq!((transmitted, outputs.len()), (0, 1));
+        core.accepted(id);
+        assert_eq!(std::iter::from_fn(|| core.poll_transmit()).count(), 1, "one acknowledgement");
+    }
+
+    #[test]
+    fn undecided_messages_are_bounded() {
+        let now = Instant::now();
+        let config = MessengerConfig { max_unsettled: 2, ..MessengerConfig::default() };
+        let mut core = MessengerCore::new(config, now);
+        for _ in 0..5 {
+            core.handle_message(now, reliable(key(), "flood"));
+        }
+        assert_eq!(std::iter::from_fn(|| core.poll_output()).count(), 2);
+        assert_eq!(core.poll_transmit(), None, "the dropped ones are not acknowledged either");
+    }
+
+    #[test]
+    fn acknowledgements_waiting_for_signaling_are_bounded() {
+        let now = Instant::now();
+        let config = MessengerConfig { max_queued_transmissions: 3, ..MessengerConfig::default() };
+        let mut core = MessengerCore::new(config, now);
+        for _ in 0..10 {
+            core.handle_message(now, reliable(key(), "flood"));
+            accept_all(&mut core);
+        }
+        assert_eq!(std::iter::from_fn(|| core.poll_transmit()).count(), 3);
     }
 }

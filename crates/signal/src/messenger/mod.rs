@@ -1,24 +1,37 @@
 //! Reliable messages between peers over any [`Signal`]: the DXOS `Messenger`.
+//!
+//! One task runs the [`MessengerCore`]: it feeds it commands, received messages and time, hands
+//! its transmissions to signaling (at most [`CONCURRENT_SENDS`] at once, each in a task it owns),
+//! and offers each received message to the listeners it is for. A message is acknowledged only
+//! when every matching listener's queue took it; otherwise none gets it and the sender's resend
+//! is the next chance.
 
 mod core;
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use mesh_keys::PublicKey;
 use mesh_proto::Any;
 use tokio::{
-    sync::{Semaphore, broadcast, mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
+    task::JoinSet,
     time::sleep_until,
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub use self::core::{MessengerConfig, MessengerCore, Output, Token};
 use crate::{Event, Signal, SignalError, SignalMessage};
 
-/// Messages buffered per listener; a listener that falls further behind loses messages.
+/// Messages buffered per listener; while a listener's queue is full, messages for it are not
+/// acknowledged, so their senders resend them.
 const LISTENER_QUEUE: usize = 256;
-/// Sends handed to signaling at once.
+/// Sends handed to signaling at once; more wait in the core.
 const CONCURRENT_SENDS: usize = 64;
+/// Commands waiting for the messenger's task at most; callers wait beyond it.
+const COMMAND_QUEUE: usize = 256;
+
+/// Picks, among the messages a listener's recipient and payload type match, those it takes.
+type Filter = Box<dyn Fn(&SignalMessage) -> bool + Send + Sync>;
 
 enum Command {
     Send {
@@ -27,16 +40,29 @@ enum Command {
         payload: Any,
         reply: oneshot::Sender<Result<(), SignalError>>,
     },
-    Listen {
-        recipient: PublicKey,
-        payload_type: Option<String>,
-        sender: mpsc::Sender<SignalMessage>,
-    },
+    Listen(Listener),
+}
+
+/// Where received messages go.
+struct Listener {
+    recipient: PublicKey,
+    /// The payload's `type_url` it takes, or all of them.
+    payload_type: Option<String>,
+    filter: Option<Filter>,
+    sender: mpsc::Sender<SignalMessage>,
+}
+
+impl Listener {
+    fn takes(&self, message: &SignalMessage, payload_type: &str) -> bool {
+        message.recipient == self.recipient
+            && self.payload_type.as_deref().is_none_or(|wanted| wanted == payload_type)
+            && self.filter.as_ref().is_none_or(|filter| filter(message))
+    }
 }
 
 /// Reliable messaging over a [`Signal`] implementation: acknowledged, resent, deduplicated, and
-/// routed to listeners by recipient and payload type. Cloning gives another handle; the messenger
-/// stops when the last handle is dropped.
+/// routed to listeners by recipient, payload type and an optional filter. Cloning gives another
+/// handle; the messenger (and every send it has under way) stops when the last handle is dropped.
 #[derive(Clone)]
 pub struct Messenger {
     signal: Arc<dyn Signal>,
@@ -57,17 +83,18 @@ impl Messenger {
 
     /// A messenger with its own timings and bounds.
     pub fn with_config(signal: Arc<dyn Signal>, config: MessengerConfig) -> Self {
-        let (commands, receiver) = mpsc::channel(256);
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let task = Task {
             core: MessengerCore::new(config, now()),
             signal: signal.clone(),
             events: signal.events(),
             commands: receiver,
-            listeners: HashMap::new(),
-            replies: HashMap::new(),
+            listeners: Vec::new(),
+            replies: std::collections::HashMap::new(),
             next_token: 0,
-            sends: Arc::new(Semaphore::new(CONCURRENT_SENDS)),
+            sends: JoinSet::new(),
         };
+        // The task ends when the last handle is dropped: its command channel closes.
         tokio::spawn(task.run());
         Self { signal, commands }
     }
@@ -95,12 +122,32 @@ impl Messenger {
         recipient: PublicKey,
         payload_type: Option<&str>,
     ) -> Result<mpsc::Receiver<SignalMessage>, SignalError> {
+        self.add_listener(recipient, payload_type, None).await
+    }
+
+    /// Like [`Messenger::listen`], for the messages `filter` picks among those. Listeners are
+    /// independent: a message goes to every listener whose recipient, payload type and filter
+    /// match, and is acknowledged only when all of their queues had room (else none gets it, and
+    /// the sender resends). So listeners with disjoint filters (one per swarm topic, say) never
+    /// hold up or drop each other's messages. Dropping the receiver removes the listener.
+    pub async fn listen_where(
+        &self,
+        recipient: PublicKey,
+        payload_type: Option<&str>,
+        filter: impl Fn(&SignalMessage) -> bool + Send + Sync + 'static,
+    ) -> Result<mpsc::Receiver<SignalMessage>, SignalError> {
+        self.add_listener(recipient, payload_type, Some(Box::new(filter))).await
+    }
+
+    async fn add_listener(
+        &self,
+        recipient: PublicKey,
+        payload_type: Option<&str>,
+        filter: Option<Filter>,
+    ) -> Result<mpsc::Receiver<SignalMessage>, SignalError> {
         let (sender, receiver) = mpsc::channel(LISTENER_QUEUE);
-        let payload_type = payload_type.map(str::to_owned);
-        self.commands
-            .send(Command::Listen { recipient, payload_type, sender })
-            .await
-            .map_err(|_| SignalError::Closed)?;
+        let listener = Listener { recipient, payload_type: payload_type.map(str::to_owned), filter, sender };
+        self.commands.send(Command::Listen(listener)).await.map_err(|_| SignalError::Closed)?;
         self.signal.subscribe(recipient).await?;
         Ok(receiver)
     }
@@ -111,16 +158,18 @@ struct Task {
     signal: Arc<dyn Signal>,
     events: broadcast::Receiver<Event>,
     commands: mpsc::Receiver<Command>,
-    listeners: HashMap<(PublicKey, Option<String>), Vec<mpsc::Sender<SignalMessage>>>,
-    replies: HashMap<Token, oneshot::Sender<Result<(), SignalError>>>,
+    listeners: Vec<Listener>,
+    replies: std::collections::HashMap<Token, oneshot::Sender<Result<(), SignalError>>>,
     next_token: Token,
-    sends: Arc<Semaphore>,
+    /// Sends under way; dropping the task aborts them.
+    sends: JoinSet<()>,
 }
 
 impl Task {
     async fn run(mut self) {
         loop {
-            self.flush().await;
+            self.handle_outputs();
+            self.start_sends();
             let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -131,8 +180,9 @@ impl Task {
                         let id = PublicKey::random();
                         self.core.send(now(), self.next_token, id, author, recipient, payload);
                     }
-                    Some(Command::Listen { recipient, payload_type, sender }) => {
-                        self.listeners.entry((recipient, payload_type)).or_default().push(sender);
+                    Some(Command::Listen(listener)) => {
+                        self.listeners.retain(|listener| !listener.sender.is_closed());
+                        self.listeners.push(listener);
                     }
                 },
                 event = self.events.recv() => match event {
@@ -143,6 +193,8 @@ impl Task {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
+                // A finished send frees a slot for the next transmission.
+                Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {}
                 () = async {
                     match deadline {
                         Some(deadline) => sleep_until(deadline).await,
@@ -153,23 +205,32 @@ impl Task {
         }
     }
 
-    /// Hands transmissions to signaling and results to their callers and listeners.
-    async fn flush(&mut self) {
-        while let Some(message) = self.core.poll_transmit() {
-            // Waits only when CONCURRENT_SENDS are already under way.
-            let Ok(permit) = self.sends.clone().acquire_owned().await else { return };
+    /// Hands transmissions to signaling while fewer than [`CONCURRENT_SENDS`] are under way; the
+    /// rest wait in the core (which bounds them) for a send to finish.
+    fn start_sends(&mut self) {
+        while self.sends.len() < CONCURRENT_SENDS {
+            let Some(message) = self.core.poll_transmit() else { return };
             let signal = self.signal.clone();
-            tokio::spawn(async move {
+            self.sends.spawn(async move {
                 // A failed send is covered by the resend schedule.
                 let _ = signal.send(message).await;
-                drop(permit);
             });
         }
+    }
+
+    /// Hands results to their callers and received messages to their listeners.
+    fn handle_outputs(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Delivered(token) => self.reply(token, Ok(())),
                 Output::Failed(token, err) => self.reply(token, Err(err)),
-                Output::Received(message) => self.deliver(message),
+                Output::Received { id, message } => {
+                    if self.offer(message) {
+                        self.core.accepted(id);
+                    } else {
+                        self.core.refused(id);
+                    }
+                }
             }
         }
     }
@@ -180,20 +241,30 @@ impl Task {
         }
     }
 
-    fn deliver(&mut self, message: SignalMessage) {
-        let payload_type = mesh_proto::any::type_name(&message.payload.type_url).to_owned();
-        for key in [(message.recipient, Some(payload_type)), (message.recipient, None)] {
-            if let Some(senders) = self.listeners.get_mut(&key) {
-                senders.retain(|sender| match sender.try_send(message.clone()) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        warn!(recipient = %message.recipient.short(), "listener is full; message dropped");
-                        true
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                });
+    /// Offers `message` to every listener that takes it: all get it if all have room; returns
+    /// whether they did (false too when no listener takes it).
+    fn offer(&mut self, message: SignalMessage) -> bool {
+        let payload_type = mesh_proto::any::type_name(&message.payload.type_url);
+        let mut permits = Vec::new();
+        for listener in self.listeners.iter().filter(|listener| listener.takes(&message, payload_type)) {
+            match listener.sender.try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    debug!(recipient = %message.recipient.short(), "a listener is full; the sender will resend");
+                    return false;
+                }
+                // Its receiver was dropped; it is removed with the next listener added.
+                Err(mpsc::error::TrySendError::Closed(())) => {}
             }
         }
+        if permits.is_empty() {
+            debug!(recipient = %message.recipient.short(), payload_type, "no listener for a message");
+            return false;
+        }
+        for permit in permits {
+            permit.send(message.clone());
+        }
+        true
     }
 }
 
