@@ -28,10 +28,9 @@ pub struct Params {
     pub local_peer: PublicKey,
     /// The remote's peer key.
     pub remote_peer: PublicKey,
-    /// The muxer's limits (message size, per-channel send buffer, channels, close wait).
+    /// The muxer's limits (message size, per-channel send and receive buffers, the connection's
+    /// receive budget, channels, timeouts).
     pub muxer: muxer::Config,
-    /// Bytes a channel may hold unread before the connection stops reading its transport.
-    pub recv_buffer: usize,
     /// How often the control extension sends a heartbeat (DXOS: 10 s).
     pub heartbeat_interval: Duration,
     /// How long a heartbeat (or the control handshake) may go unanswered before the connection is
@@ -47,7 +46,6 @@ impl Params {
             local_peer,
             remote_peer,
             muxer: muxer::Config::default(),
-            recv_buffer: 1 << 20,
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(60),
         }
@@ -100,7 +98,7 @@ impl Teleport {
         IO: AsyncRead + AsyncWrite + Send + 'static,
     {
         let muxer = Muxer::new(params.muxer.clone());
-        let shared = Arc::new(Shared::new(muxer, params.recv_buffer));
+        let shared = Arc::new(Shared::new(muxer));
         let cancel = CancellationToken::new();
         tokio::spawn(driver::run(io, shared.clone(), cancel.clone()));
         let inner = Arc::new(Inner {

@@ -220,7 +220,7 @@ async fn a_slow_reader_holds_the_writer_back_within_bounds() {
     let recv_buffer = 512 << 10;
     let (a, b) = pair_with(|mut p| {
         p.muxer.channel_send_buffer = send_buffer;
-        p.recv_buffer = recv_buffer;
+        p.muxer.channel_recv_buffer = recv_buffer;
         p
     });
     let (opened_a, opened_b) = open_test_extension(&a, &b, RpcConfig::default()).await;

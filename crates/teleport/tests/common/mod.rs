@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod wire;
+
 use async_trait::async_trait;
 use mesh_teleport::muxer::RPC_CONTENT_TYPE;
 use mesh_teleport::rpc::{RpcConfig, RpcPeer};
