@@ -104,6 +104,24 @@ pub enum CloseReason {
     HeartbeatTimeout,
 }
 
+/// Plain sentences (the text a `Close` carries to the remote when we abort, and what extensions
+/// are told).
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed"),
+            CloseReason::Remote(None) => f.write_str("closed by the remote"),
+            CloseReason::Remote(Some(error)) => write!(f, "closed by the remote: {error}"),
+            CloseReason::Eof => f.write_str("the transport ended"),
+            CloseReason::Destroyed(None) => f.write_str("destroyed"),
+            CloseReason::Destroyed(Some(error)) => write!(f, "destroyed: {error}"),
+            CloseReason::Protocol(error) => write!(f, "protocol violation: {error}"),
+            CloseReason::Io(error) => write!(f, "transport error: {error}"),
+            CloseReason::HeartbeatTimeout => f.write_str("heartbeat timed out"),
+        }
+    }
+}
+
 impl CloseReason {
     /// Whether the connection ended by a close both sides agreed on (or the remote hanging up).
     pub fn is_clean(&self) -> bool {
@@ -430,7 +448,7 @@ impl Muxer {
         if !close_queued {
             let error = match &reason {
                 CloseReason::Destroyed(error) => error.clone(),
-                other => Some(format!("{other:?}")),
+                other => Some(other.to_string()),
             };
             self.push_close(error);
         }
@@ -711,9 +729,7 @@ impl Muxer {
 
     fn protocol_error(&mut self, err: ProtocolError) {
         tracing::debug!(%err, "closing the connection: the remote broke the protocol");
-        self.balancer.clear_data();
-        self.push_close(Some(err.to_string()));
-        self.finish(CloseReason::Protocol(err));
+        self.abort(CloseReason::Protocol(err));
     }
 
     /// Ends a graceful close, with the reason of whoever started it.

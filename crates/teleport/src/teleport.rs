@@ -308,7 +308,7 @@ async fn watch_phase(weak: Weak<Inner>, mut phase: watch::Receiver<Phase>) {
             Phase::Closing => close_extensions(&inner, None, false).await,
             Phase::Closed(reason) => {
                 let abort = !reason.is_clean();
-                let error = (!matches!(reason, CloseReason::Local)).then(|| format!("{reason:?}"));
+                let error = (!matches!(reason, CloseReason::Local)).then(|| reason.to_string());
                 close_extensions(&inner, error, abort).await;
                 return;
             }
