@@ -28,6 +28,11 @@ pub struct Params {
     pub local_peer: PublicKey,
     /// The remote's peer key.
     pub remote_peer: PublicKey,
+    /// Names this connection (random by default; a swarm sets its connection's session). Two
+    /// connections to the same remote peer, such as a restarted peer's new one and the old one
+    /// it displaces, have different sessions, so per-connection state keyed by it never mixes
+    /// them up.
+    pub session: PublicKey,
     /// The muxer's limits (message size, per-channel send and receive buffers, the connection's
     /// receive budget, channels, timeouts).
     pub muxer: muxer::Config,
@@ -45,6 +50,7 @@ impl Params {
             initiator,
             local_peer,
             remote_peer,
+            session: PublicKey::random(),
             muxer: muxer::Config::default(),
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(60),
@@ -137,6 +143,11 @@ impl Teleport {
     /// The remote's peer key.
     pub fn remote_peer(&self) -> PublicKey {
         self.inner.params.remote_peer
+    }
+
+    /// This connection's session (see [`Params::session`]).
+    pub fn session(&self) -> PublicKey {
+        self.inner.params.session
     }
 
     /// Adds an extension; it opens once the remote added one with the same name.
@@ -254,6 +265,7 @@ async fn open_extension(weak: Weak<Inner>, name: String) {
         initiator: inner.params.initiator,
         local_peer: inner.params.local_peer,
         remote_peer: inner.params.remote_peer,
+        session: inner.params.session,
         teleport: weak.clone(),
     };
     drop(inner);
