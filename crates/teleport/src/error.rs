@@ -55,6 +55,17 @@ pub enum ProtocolError {
         /// The configured timeout.
         timeout: std::time::Duration,
     },
+    /// The remote registered more extensions than a connection may have.
+    #[error("the remote registered more than {0} extensions")]
+    TooManyExtensions(usize),
+    /// The remote registered an extension with a name longer than the limit.
+    #[error("the remote registered an extension name of {len} bytes (limit {limit})")]
+    ExtensionNameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why a channel (port or stream) operation failed.

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::Port;
-use crate::error::{ChannelError, ExtensionError};
+use crate::error::{ChannelError, ExtensionError, ProtocolError};
 use crate::extension::{Extension, ExtensionContext};
 use crate::muxer::{self, CloseReason, Muxer};
 use crate::rpc::RpcPeer;
@@ -233,19 +233,31 @@ impl Inner {
         self.shared.update_and_wake(|state| state.muxer.abort(reason));
     }
 
-    /// The remote added `name`: open it if we have it too.
-    pub(crate) fn remote_registered(self: &Arc<Self>, name: String) {
+    /// The remote added `name`: open it if we have it too. Names over the caps (see
+    /// [`control::MAX_REMOTE_EXTENSIONS`]) are refused.
+    pub(crate) fn remote_registered(self: &Arc<Self>, name: String) -> Result<(), ProtocolError> {
+        if name.len() > control::MAX_EXTENSION_NAME_LEN {
+            return Err(ProtocolError::ExtensionNameTooLong {
+                len: name.len(),
+                limit: control::MAX_EXTENSION_NAME_LEN,
+            });
+        }
         let local_has = {
             let mut extensions = self.lock_extensions();
-            if !extensions.remote.insert(name.clone()) {
+            if extensions.remote.contains(&name) {
                 tracing::debug!(name, "the remote registered an extension twice");
-                return;
+                return Ok(());
             }
+            if extensions.remote.len() >= control::MAX_REMOTE_EXTENSIONS {
+                return Err(ProtocolError::TooManyExtensions(control::MAX_REMOTE_EXTENSIONS));
+            }
+            extensions.remote.insert(name.clone());
             extensions.local.contains_key(&name)
         };
         if local_has {
             tokio::spawn(open_extension(Arc::downgrade(self), name));
         }
+        Ok(())
     }
 }
 
