@@ -15,6 +15,7 @@ use mesh_proto::Timestamp;
 use mesh_proto::dxos::mesh::teleport::control::{
     ControlHeartbeatRequest, ControlHeartbeatResponse, RegisterExtensionRequest,
 };
+use tokio::sync::watch;
 
 use crate::channel::Port;
 use crate::error::{ProtocolError, RpcError};
@@ -97,9 +98,20 @@ fn abort(weak: &Weak<Inner>, rpc: &RpcPeer) {
     }
 }
 
-/// Tells the remote we added `name` (once the control RPC is open).
+/// Tells the remote we added `name` (once the control RPC is open); gives up when the connection
+/// ends.
 pub(crate) async fn register(weak: Weak<Inner>, name: String) {
-    let Some(mut control) = weak.upgrade().map(|inner: Arc<Inner>| inner.control.subscribe()) else { return };
+    let Some(inner) = weak.upgrade() else { return };
+    let closed = inner.closed();
+    let control = inner.control.subscribe();
+    drop(inner);
+    tokio::select! {
+        () = closed => {}
+        () = send_registration(control, name) => {}
+    }
+}
+
+async fn send_registration(mut control: watch::Receiver<Option<RpcPeer>>, name: String) {
     let rpc = match control.wait_for(Option::is_some).await {
         Ok(rpc) => rpc.clone(),
         Err(_) => return,

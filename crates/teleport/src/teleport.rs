@@ -259,6 +259,14 @@ impl Inner {
         }
         Ok(())
     }
+
+    /// Resolves once the connection is over (without keeping it alive meanwhile).
+    pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut phase = self.shared.phase.subscribe();
+        async move {
+            let _ = phase.wait_for(|phase| matches!(phase, Phase::Closed(_))).await;
+        }
+    }
 }
 
 async fn open_extension(weak: Weak<Inner>, name: String) {
@@ -280,8 +288,14 @@ async fn open_extension(weak: Weak<Inner>, name: String) {
         session: inner.params.session,
         teleport: weak.clone(),
     };
+    let closed = inner.closed();
     drop(inner);
-    if let Err(err) = extension.on_open(ctx).await {
+    // An extension's on_open may wait on the remote; it ends with the connection at the latest.
+    let result = tokio::select! {
+        result = extension.on_open(ctx) => result,
+        () = closed => return,
+    };
+    if let Err(err) = result {
         tracing::debug!(name, %err, "extension failed to open; destroying the connection");
         if let Some(inner) = weak.upgrade() {
             inner.abort(CloseReason::Destroyed(Some(format!("extension {name}: {err}"))));

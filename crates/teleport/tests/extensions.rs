@@ -1,9 +1,12 @@
 //! The extension host: what a remote may register, which connection an extension runs on, what it
-//! is told when the connection ends.
+//! is told when the connection ends, and that its `on_open` cannot outlive the connection.
+
+mod common;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::Alive;
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_swarm::{ConnectionInfo, Protocol};
 use mesh_teleport::control::{MAX_EXTENSION_NAME_LEN, MAX_REMOTE_EXTENSIONS};
@@ -173,4 +176,29 @@ async fn a_swarm_connection_runs_teleport_with_the_swarms_session() {
     assert_eq!(seen.recv().await, Some(Seen::Opened { name: "x".into(), session }));
     close.cancel();
     assert_eq!(running.await.unwrap(), Ok(()));
+}
+
+/// An extension whose `on_open` waits forever.
+struct NeverOpens(Alive);
+
+#[async_trait]
+impl Extension for NeverOpens {
+    async fn on_open(&self, _ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let _guard = self.0.guard();
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_open_that_never_returns_ends_with_its_connection() {
+    let (a, b) = pair();
+    let alive = Alive::new();
+    a.add_extension("stuck", NeverOpens(alive.clone())).unwrap();
+    b.add_extension("stuck", NeverOpens(alive.clone())).unwrap();
+    alive.until(2).await;
+    a.destroy();
+    tokio::time::timeout(Duration::from_secs(60), alive.until(0))
+        .await
+        .expect("on_open still running after its connection ended");
+    assert!(b.closed().await.is_clean());
 }

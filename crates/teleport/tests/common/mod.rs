@@ -11,7 +11,7 @@ use mesh_teleport::muxer::RPC_CONTENT_TYPE;
 use mesh_teleport::rpc::{RpcConfig, RpcPeer};
 use mesh_teleport::service::Router;
 use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Stream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// `example.testing.rpc.TestRpcRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -96,5 +96,35 @@ impl Extension for TestExtension {
         if let Some(closed) = &self.closed {
             let _ = closed.send("abort").await;
         }
+    }
+}
+
+/// Counts the futures alive that hold one of its guards.
+#[derive(Clone)]
+pub struct Alive(watch::Sender<usize>);
+
+/// Counted by its [`Alive`] while it lives.
+pub struct Guard(watch::Sender<usize>);
+
+impl Alive {
+    pub fn new() -> Self {
+        Self(watch::Sender::new(0))
+    }
+
+    pub fn guard(&self) -> Guard {
+        self.0.send_modify(|n| *n += 1);
+        Guard(self.0.clone())
+    }
+
+    /// Waits until exactly `count` guards are alive.
+    pub async fn until(&self, count: usize) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|n| *n == count).await;
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
