@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::Alive;
+use common::{Alive, pair, pair_with};
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_swarm::{ConnectionInfo, Protocol};
 use mesh_teleport::control::{MAX_EXTENSION_NAME_LEN, MAX_REMOTE_EXTENSIONS};
@@ -42,18 +42,6 @@ impl Extension for Recorder {
     async fn on_abort(&self, error: Option<String>) {
         let _ = self.0.send(Seen::Aborted(error));
     }
-}
-
-fn pair_with(params: impl Fn(Params) -> Params) -> (Teleport, Teleport) {
-    let (a_io, b_io) = tokio::io::duplex(64 << 10);
-    let (a_key, b_key) = (PublicKey::random(), PublicKey::random());
-    let a = Teleport::new(a_io, params(Params::new(true, a_key, b_key)));
-    let b = Teleport::new(b_io, params(Params::new(false, b_key, a_key)));
-    (a, b)
-}
-
-fn pair() -> (Teleport, Teleport) {
-    pair_with(|p| p)
 }
 
 async fn closed_within(teleport: &Teleport) -> CloseReason {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{
-    Alive, HANG_CALL, Opened, TEST_CALL, TestExtension, TestRpcRequest, TestRpcResponse, VOID_CALL,
+    Alive, HANG_CALL, Opened, TEST_CALL, TestExtension, TestRpcRequest, TestRpcResponse, VOID_CALL, pair,
+    pair_with,
 };
 use mesh_keys::PublicKey;
 use mesh_teleport::muxer::RPC_CONTENT_TYPE;
@@ -20,18 +21,6 @@ use mesh_teleport::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
-
-fn pair_with(params: impl Fn(Params) -> Params) -> (Teleport, Teleport) {
-    let (a_io, b_io) = tokio::io::duplex(64 << 10);
-    let (a_key, b_key) = (PublicKey::random(), PublicKey::random());
-    let a = Teleport::new(a_io, params(Params::new(true, a_key, b_key)));
-    let b = Teleport::new(b_io, params(Params::new(false, b_key, a_key)));
-    (a, b)
-}
-
-fn pair() -> (Teleport, Teleport) {
-    pair_with(|p| p)
-}
 
 /// Adds the test extension on both sides and returns what each side opened.
 async fn open_test_extension(a: &Teleport, b: &Teleport, config: RpcConfig) -> (Opened, Opened) {

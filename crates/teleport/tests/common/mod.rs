@@ -7,11 +7,26 @@
 pub mod wire;
 
 use async_trait::async_trait;
+use mesh_keys::PublicKey;
 use mesh_teleport::muxer::RPC_CONTENT_TYPE;
 use mesh_teleport::rpc::{RpcConfig, RpcPeer};
 use mesh_teleport::service::Router;
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Stream};
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Params, Stream, Teleport};
 use tokio::sync::{mpsc, watch};
+
+/// Two Teleports over an in-memory byte stream, `a` the initiator, each with `params` applied.
+pub fn pair_with(params: impl Fn(Params) -> Params) -> (Teleport, Teleport) {
+    let (a_io, b_io) = tokio::io::duplex(64 << 10);
+    let (a_key, b_key) = (PublicKey::random(), PublicKey::random());
+    let a = Teleport::new(a_io, params(Params::new(true, a_key, b_key)));
+    let b = Teleport::new(b_io, params(Params::new(false, b_key, a_key)));
+    (a, b)
+}
+
+/// Two Teleports with the default parameters.
+pub fn pair() -> (Teleport, Teleport) {
+    pair_with(|p| p)
+}
 
 /// `example.testing.rpc.TestRpcRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
