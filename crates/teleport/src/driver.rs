@@ -41,6 +41,7 @@ where
     let mut input = BytesMut::with_capacity(READ_BATCH);
     let mut eof = false;
     let mut cancelled = false;
+    let mut timer = Timer::new();
     loop {
         let (read_allowed, timeout, closed) = shared.update(|state| {
             let now = now();
@@ -58,6 +59,7 @@ where
         if closed {
             break;
         }
+        timer.arm(timeout);
         tokio::select! {
             _ = cancel.cancelled(), if !cancelled => {
                 cancelled = true;
@@ -80,7 +82,7 @@ where
                 Err(err) => fail(&shared, CloseReason::Io(err.to_string())),
             },
             _ = shared.wake_driver.notified() => {}
-            _ = sleep_until(timeout) => {}
+            () = timer.fired() => {}
         }
     }
     // Closed: send what is left (a Close) if the transport still takes it, then hang up.
@@ -149,9 +151,36 @@ fn fail(shared: &Shared, reason: CloseReason) {
     shared.update(|state| state.muxer.fail(reason));
 }
 
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(Instant::from_std(deadline)).await,
-        None => std::future::pending().await,
+/// The muxer's timer as one tokio sleep that is moved only when the deadline comes earlier: a
+/// partial message's deadline moves later with every chunk, and re-registering a sleep on every
+/// turn of a bulk transfer would cost more than the one early wake-up this allows.
+struct Timer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    armed: Option<std::time::Instant>,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Self { sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)), armed: None }
+    }
+
+    fn arm(&mut self, deadline: Option<std::time::Instant>) {
+        match (deadline, self.armed) {
+            (None, _) => self.armed = None,
+            (Some(deadline), Some(armed)) if armed <= deadline => {}
+            (Some(deadline), _) => {
+                self.sleep.as_mut().reset(Instant::from_std(deadline));
+                self.armed = Some(deadline);
+            }
+        }
+    }
+
+    /// Resolves when the armed deadline passes (never while none is armed).
+    async fn fired(&mut self) {
+        if self.armed.is_none() {
+            return std::future::pending().await;
+        }
+        self.sleep.as_mut().await;
+        self.armed = None;
     }
 }
