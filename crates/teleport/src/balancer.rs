@@ -287,12 +287,15 @@ impl Balancer {
     /// When the partial message that went longest without a chunk will have gone `timeout`
     /// without one.
     pub fn stall_deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.receiving.values().map(|r| r.last_progress).min().map(|last| last + timeout)
+        self.receiving.values().map(|r| r.last_progress).min().and_then(|last| last.checked_add(timeout))
     }
 
     /// The channel of a partial message that has gone `timeout` without a chunk at `now`.
     pub fn stalled(&self, now: Instant, timeout: Duration) -> Option<u32> {
-        self.receiving.iter().find(|(_, r)| r.last_progress + timeout <= now).map(|(&channel, _)| channel)
+        self.receiving
+            .iter()
+            .find(|(_, r)| r.last_progress.checked_add(timeout).is_some_and(|deadline| deadline <= now))
+            .map(|(&channel, _)| channel)
     }
 
     /// Counts every partial message as having made progress at `now` (used after a pause in
@@ -443,6 +446,52 @@ mod tests {
         c_full.extend_from_slice(&c);
         let got: Vec<(u32, Bytes)> = got.into_iter().map(|(ch, p)| (ch, p.into_bytes())).collect();
         assert_eq!(got, vec![(5, Bytes::from(a)), (6, Bytes::from(c_full))]);
+    }
+
+    /// A frame of `len` message bytes on channel 1 (announcing `total` if given), as a slice of a
+    /// block with `capacity` bytes of allocation.
+    fn piece(block: u64, capacity: usize, total: Option<u8>, len: usize) -> Frame {
+        let mut data = vec![1u8];
+        data.extend(total);
+        data.extend(std::iter::repeat_n(7u8, len));
+        let mut buffer = BytesMut::with_capacity(capacity);
+        buffer.extend_from_slice(&data);
+        Frame { data: buffer.freeze(), block, block_capacity: capacity }
+    }
+
+    fn part_addresses(rx: &Balancer) -> Vec<usize> {
+        rx.receiving[&1].parts.iter().map(|p| p.as_ptr() as usize).collect()
+    }
+
+    #[test]
+    fn a_small_run_of_a_partial_message_is_copied_out_of_its_block_when_sealed() {
+        let now = Instant::now();
+        let mut rx = Balancer::new(1 << 20, 8);
+        assert_eq!(rx.receive(now, piece(1, 4096, Some(100), 10)).unwrap(), None);
+        let before = part_addresses(&rx);
+        rx.seal();
+        assert_ne!(part_addresses(&rx), before, "10 bytes must not keep a 4 KiB block alive");
+        // A run worth its block stays where it is.
+        assert_eq!(rx.receive(now, piece(2, 64, None, 20)).unwrap(), None);
+        let before = part_addresses(&rx);
+        rx.seal();
+        assert_eq!(part_addresses(&rx), before);
+        assert_eq!(rx.reassembling_bytes(), 30);
+    }
+
+    #[test]
+    fn a_partial_message_reports_when_it_stalls() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let mut rx = Balancer::new(1 << 20, 8);
+        assert_eq!(rx.stall_deadline(timeout), None);
+        rx.receive(t0, piece(1, 64, Some(100), 10)).unwrap();
+        assert_eq!(rx.stall_deadline(timeout), Some(t0 + timeout));
+        assert_eq!(rx.stalled(t0 + timeout - Duration::from_millis(1), timeout), None);
+        assert_eq!(rx.stalled(t0 + timeout, timeout), Some(1));
+        rx.restart_progress(t0 + timeout);
+        assert_eq!(rx.stalled(t0 + timeout, timeout), None);
+        assert_eq!(rx.stall_deadline(Duration::MAX), None, "a timeout past the clock's end never fires");
     }
 
     #[test]

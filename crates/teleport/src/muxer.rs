@@ -2,9 +2,11 @@
 //!
 //! Inputs: [`Muxer::handle_input`] (bytes from the remote), [`Muxer::handle_eof`],
 //! [`Muxer::handle_timeout`], and the local calls [`Muxer::open_channel`], [`Muxer::send`],
-//! [`Muxer::close`], [`Muxer::destroy`]. Outputs, to drain after every input in this order:
-//! [`Muxer::poll_transmit`] (bytes for the remote), [`Muxer::poll_event`], [`Muxer::poll_timeout`].
-//! Time is a parameter; nothing here reads a clock, spawns or touches a socket.
+//! [`Muxer::consumed`] (delivered data was read), [`Muxer::release_channel`], [`Muxer::close`],
+//! [`Muxer::destroy`]. Outputs, to drain after every input in this order:
+//! [`Muxer::poll_transmit`] (bytes for the remote), [`Muxer::poll_event`], [`Muxer::poll_timeout`];
+//! [`Muxer::wants_input`] says whether to read more from the transport. Time is a parameter;
+//! nothing here reads a clock, spawns or touches a socket.
 //!
 //! Channels are keyed by tag. Our ids start at 1 (0 is the command channel). A channel's data
 //! waits until the remote's `OpenChannel` for the same tag tells us its id, which every `Data` we
@@ -34,7 +36,7 @@ use mesh_proto::dxos::mesh::muxer::{Close, Command, OpenChannel, command};
 use crate::balancer::{Balancer, MAX_CHUNK, SYSTEM_CHANNEL};
 use crate::command::{self as codec, Incoming};
 use crate::error::{ChannelError, ProtocolError};
-use crate::framer::FrameDecoder;
+use crate::framer::{Frame, FrameDecoder};
 use crate::payload::{FrameSink, Payload};
 
 /// The content type DXOS gives RPC ports.
@@ -615,7 +617,7 @@ impl Muxer {
         }
     }
 
-    fn process_frame(&mut self, now: Instant, frame: crate::framer::Frame) -> Result<(), ProtocolError> {
+    fn process_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
         let Some((_, message)) = self.balancer.receive(now, frame)? else { return Ok(()) };
         let cmd = codec::decode(message)?;
         self.handle_command(now, cmd)
