@@ -6,12 +6,21 @@
 //! whenever it has anything queued, then one chunk per channel in turn, so a channel with a lot
 //! queued cannot hold up the others for more than one chunk. Receiving reassembles per channel id;
 //! a length is present only when no message is being reassembled on that channel.
+//!
+//! Received pieces stay slices of the block they arrived in only when that is worth it: a run of
+//! one message's pieces from one block is kept as it is when it makes up at least a
+//! [`SHARE_DIVISOR`]th of the block's allocation, and is copied into a buffer of its own size
+//! otherwise. So a small message never keeps a large read buffer alive, and the memory held for
+//! partial and unread messages stays within [`SHARE_DIVISOR`] times the bytes counted for them,
+//! while a large message read in large blocks is not copied.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::ProtocolError;
+use crate::framer::Frame;
 use crate::payload::{FrameSink, Payload};
 
 /// The most message bytes one chunk carries (DXOS's `MAX_CHUNK_SIZE`).
@@ -19,6 +28,10 @@ pub const MAX_CHUNK: usize = 8192;
 
 /// The channel that carries muxer commands and is always served first.
 pub const SYSTEM_CHANNEL: u32 = 0;
+
+/// A run of received pieces shares its block only if it is at least this fraction of the block's
+/// allocation; smaller runs are copied out.
+pub const SHARE_DIVISOR: usize = 4;
 
 /// A message waiting to be sent: a short head (the command's encoding up to its data) and a body
 /// (the data itself), so a data payload is never copied into an intermediate buffer.
@@ -55,16 +68,78 @@ pub struct Balancer {
     /// Channels other than 0 with something queued, in turn order; each appears once.
     ready: VecDeque<u32>,
     receiving: HashMap<u32, Reassembly>,
+    /// Bytes held in `receiving`.
+    receiving_bytes: usize,
+    /// Channels whose current run of pieces is not sealed yet.
+    open_runs: Vec<u32>,
     max_message: usize,
     max_reassemblies: usize,
 }
 
-/// A message arriving in pieces: the chunks are kept as they are, not copied together.
+/// A message arriving in pieces: the chunks are kept as they are (or copied, see [`Run`]), not
+/// copied together.
 #[derive(Debug)]
 struct Reassembly {
     parts: Vec<Bytes>,
     have: usize,
     total: usize,
+    /// When the last chunk arrived.
+    last_progress: Instant,
+    run: Option<Run>,
+}
+
+/// The pieces of one message that came from one block, as they arrive: `parts[start..]`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    block: u64,
+    capacity: usize,
+    start: usize,
+    bytes: usize,
+}
+
+impl Reassembly {
+    fn add(&mut self, frame: Frame) {
+        match self.run {
+            Some(run) if run.block == frame.block => {}
+            _ => {
+                self.seal_run();
+                let start = self.parts.len();
+                self.run = Some(Run { block: frame.block, capacity: frame.block_capacity, start, bytes: 0 });
+            }
+        }
+        if let Some(run) = &mut self.run {
+            run.bytes += frame.data.len();
+        }
+        self.have += frame.data.len();
+        self.parts.push(frame.data);
+    }
+
+    /// Ends the current run: copies its pieces into one buffer unless they are worth their block.
+    fn seal_run(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        if worth_sharing(run.bytes, run.capacity) || self.parts.len() <= run.start {
+            return;
+        }
+        let mut copy = BytesMut::with_capacity(run.bytes);
+        for part in self.parts.drain(run.start..) {
+            copy.extend_from_slice(&part);
+        }
+        self.parts.push(copy.freeze());
+    }
+}
+
+/// Whether `bytes` of a block with `capacity` bytes of allocation may keep the block alive.
+fn worth_sharing(bytes: usize, capacity: usize) -> bool {
+    bytes.saturating_mul(SHARE_DIVISOR) >= capacity
+}
+
+/// A piece that is kept only if it is worth its block, copied otherwise.
+fn compact(frame: Frame) -> Bytes {
+    if worth_sharing(frame.data.len(), frame.block_capacity) {
+        frame.data
+    } else {
+        Bytes::copy_from_slice(&frame.data)
+    }
 }
 
 impl Balancer {
@@ -76,6 +151,8 @@ impl Balancer {
             queues: HashMap::new(),
             ready: VecDeque::new(),
             receiving: HashMap::new(),
+            receiving_bytes: 0,
+            open_runs: Vec::new(),
             max_message,
             max_reassemblies,
         }
@@ -139,47 +216,101 @@ impl Balancer {
         Some(SentChunk { channel, len, last })
     }
 
-    /// Takes one frame's payload; returns a message when this chunk completed one.
-    pub fn receive(&mut self, mut frame: Bytes) -> Result<Option<(u32, Payload)>, ProtocolError> {
-        let channel = read_varint(&mut frame, "channel id")?;
+    /// Takes one frame (received at `now`); returns a message when this chunk completed one.
+    /// Call [`Balancer::seal`] once the frames at hand are taken.
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        frame: impl Into<Frame>,
+    ) -> Result<Option<(u32, Payload)>, ProtocolError> {
+        let mut frame = frame.into();
+        let channel = read_varint(&mut frame.data, "channel id")?;
         let channel =
             u32::try_from(channel).map_err(|_| ProtocolError::MalformedChunk("channel id out of range"))?;
         if let Some(partial) = self.receiving.get_mut(&channel) {
-            let have = partial.have + frame.len();
+            let have = partial.have + frame.data.len();
             if have > partial.total {
                 return Err(ProtocolError::ChunkOverrun { have, total: partial.total });
             }
-            partial.have = have;
-            partial.parts.push(frame);
+            self.receiving_bytes += frame.data.len();
+            partial.last_progress = now;
+            let run_was_open = partial.run.is_some();
+            partial.add(frame);
             if have < partial.total {
+                if !run_was_open {
+                    self.open_runs.push(channel);
+                }
                 return Ok(None);
             }
-            let done =
-                self.receiving.remove(&channel).map(|r| Payload::from_parts(r.parts)).unwrap_or_default();
-            return Ok(Some((channel, done)));
+            let Some(mut done) = self.receiving.remove(&channel) else { return Ok(None) };
+            done.seal_run();
+            self.receiving_bytes -= done.have;
+            return Ok(Some((channel, Payload::from_parts(done.parts))));
         }
-        let total = read_varint(&mut frame, "message length")?;
+        let total = read_varint(&mut frame.data, "message length")?;
         if total > self.max_message as u64 {
             return Err(ProtocolError::MessageTooLarge { len: total, limit: self.max_message });
         }
         let total = total as usize;
-        if frame.len() > total {
-            return Err(ProtocolError::ChunkOverrun { have: frame.len(), total });
+        if frame.data.len() > total {
+            return Err(ProtocolError::ChunkOverrun { have: frame.data.len(), total });
         }
-        if frame.len() == total {
-            return Ok(Some((channel, Payload::from(frame))));
+        if frame.data.len() == total {
+            return Ok(Some((channel, Payload::from(compact(frame)))));
         }
         if self.receiving.len() >= self.max_reassemblies {
             return Err(ProtocolError::TooManyReassemblies(self.max_reassemblies));
         }
-        let have = frame.len();
-        self.receiving.insert(channel, Reassembly { parts: vec![frame], have, total });
+        self.receiving_bytes += frame.data.len();
+        let mut partial = Reassembly { parts: Vec::new(), have: 0, total, last_progress: now, run: None };
+        partial.add(frame);
+        self.receiving.insert(channel, partial);
+        self.open_runs.push(channel);
         Ok(None)
+    }
+
+    /// Ends the runs of pieces taken since the last call: those not worth their blocks are copied
+    /// out, so the blocks can go.
+    pub fn seal(&mut self) {
+        for channel in self.open_runs.drain(..) {
+            if let Some(partial) = self.receiving.get_mut(&channel) {
+                partial.seal_run();
+            }
+        }
     }
 
     /// Bytes held in partly reassembled incoming messages.
     pub fn reassembling_bytes(&self) -> usize {
-        self.receiving.values().map(|r| r.have).sum()
+        self.receiving_bytes
+    }
+
+    /// When the partial message that went longest without a chunk will have gone `timeout`
+    /// without one.
+    pub fn stall_deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.receiving.values().map(|r| r.last_progress).min().and_then(|last| last.checked_add(timeout))
+    }
+
+    /// The channel of a partial message that has gone `timeout` without a chunk at `now`.
+    pub fn stalled(&self, now: Instant, timeout: Duration) -> Option<u32> {
+        self.receiving
+            .iter()
+            .find(|(_, r)| r.last_progress.checked_add(timeout).is_some_and(|deadline| deadline <= now))
+            .map(|(&channel, _)| channel)
+    }
+
+    /// Counts every partial message as having made progress at `now` (used after a pause in
+    /// reading that was ours, not the remote's).
+    pub fn restart_progress(&mut self, now: Instant) {
+        for partial in self.receiving.values_mut() {
+            partial.last_progress = partial.last_progress.max(now);
+        }
+    }
+
+    /// Drops every partial message.
+    pub fn clear_receiving(&mut self) {
+        self.receiving.clear();
+        self.open_runs.clear();
+        self.receiving_bytes = 0;
     }
 }
 
@@ -280,7 +411,7 @@ mod tests {
             decoder.next_frame().unwrap();
             decoder.next_frame().unwrap()
         };
-        assert_eq!(&second[..], &[0x01, 9]);
+        assert_eq!(&second.data[..], &[0x01, 9]);
     }
 
     #[test]
@@ -307,7 +438,7 @@ mod tests {
         decoder.push(&out);
         let mut got = Vec::new();
         while let Some(frame) = decoder.next_frame() {
-            if let Some(msg) = rx.receive(frame).unwrap() {
+            if let Some(msg) = rx.receive(Instant::now(), frame).unwrap() {
                 got.push(msg);
             }
         }
@@ -317,27 +448,75 @@ mod tests {
         assert_eq!(got, vec![(5, Bytes::from(a)), (6, Bytes::from(c_full))]);
     }
 
+    /// A frame of `len` message bytes on channel 1 (announcing `total` if given), as a slice of a
+    /// block with `capacity` bytes of allocation.
+    fn piece(block: u64, capacity: usize, total: Option<u8>, len: usize) -> Frame {
+        let mut data = vec![1u8];
+        data.extend(total);
+        data.extend(std::iter::repeat_n(7u8, len));
+        let mut buffer = BytesMut::with_capacity(capacity);
+        buffer.extend_from_slice(&data);
+        Frame { data: buffer.freeze(), block, block_capacity: capacity }
+    }
+
+    fn part_addresses(rx: &Balancer) -> Vec<usize> {
+        rx.receiving[&1].parts.iter().map(|p| p.as_ptr() as usize).collect()
+    }
+
+    #[test]
+    fn a_small_run_of_a_partial_message_is_copied_out_of_its_block_when_sealed() {
+        let now = Instant::now();
+        let mut rx = Balancer::new(1 << 20, 8);
+        assert_eq!(rx.receive(now, piece(1, 4096, Some(100), 10)).unwrap(), None);
+        let before = part_addresses(&rx);
+        rx.seal();
+        assert_ne!(part_addresses(&rx), before, "10 bytes must not keep a 4 KiB block alive");
+        // A run worth its block stays where it is.
+        assert_eq!(rx.receive(now, piece(2, 64, None, 20)).unwrap(), None);
+        let before = part_addresses(&rx);
+        rx.seal();
+        assert_eq!(part_addresses(&rx), before);
+        assert_eq!(rx.reassembling_bytes(), 30);
+    }
+
+    #[test]
+    fn a_partial_message_reports_when_it_stalls() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let mut rx = Balancer::new(1 << 20, 8);
+        assert_eq!(rx.stall_deadline(timeout), None);
+        rx.receive(t0, piece(1, 64, Some(100), 10)).unwrap();
+        assert_eq!(rx.stall_deadline(timeout), Some(t0 + timeout));
+        assert_eq!(rx.stalled(t0 + timeout - Duration::from_millis(1), timeout), None);
+        assert_eq!(rx.stalled(t0 + timeout, timeout), Some(1));
+        rx.restart_progress(t0 + timeout);
+        assert_eq!(rx.stalled(t0 + timeout, timeout), None);
+        assert_eq!(rx.stall_deadline(Duration::MAX), None, "a timeout past the clock's end never fires");
+    }
+
     #[test]
     fn announced_length_over_the_limit_is_refused() {
         let mut rx = Balancer::new(100, 8);
-        let err = rx.receive(Bytes::from_static(&[1, 101, 0])).unwrap_err();
+        let now = Instant::now();
+        let err = rx.receive(now, Bytes::from_static(&[1, 101, 0])).unwrap_err();
         assert!(matches!(err, ProtocolError::MessageTooLarge { len: 101, .. }));
     }
 
     #[test]
     fn malformed_chunks_are_errors_not_panics() {
         let mut rx = Balancer::new(100, 1);
-        assert!(rx.receive(Bytes::new()).is_err());
-        assert!(rx.receive(Bytes::from_static(&[1])).is_err());
-        assert!(rx.receive(Bytes::from_static(&[0xff; 12])).is_err());
-        assert!(rx.receive(Bytes::from_static(&[1, 2, 1, 2, 3])).is_err());
-        assert_eq!(rx.receive(Bytes::from_static(&[1, 4, 1])).unwrap(), None);
+        let now = Instant::now();
+        assert!(rx.receive(now, Bytes::new()).is_err());
+        assert!(rx.receive(now, Bytes::from_static(&[1])).is_err());
+        assert!(rx.receive(now, Bytes::from_static(&[0xff; 12])).is_err());
+        assert!(rx.receive(now, Bytes::from_static(&[1, 2, 1, 2, 3])).is_err());
+        assert_eq!(rx.receive(now, Bytes::from_static(&[1, 4, 1])).unwrap(), None);
         assert!(matches!(
-            rx.receive(Bytes::from_static(&[2, 4, 1])),
+            rx.receive(now, Bytes::from_static(&[2, 4, 1])),
             Err(ProtocolError::TooManyReassemblies(1))
         ));
         assert!(matches!(
-            rx.receive(Bytes::from_static(&[1, 1, 1, 1, 1])),
+            rx.receive(now, Bytes::from_static(&[1, 1, 1, 1, 1])),
             Err(ProtocolError::ChunkOverrun { .. })
         ));
     }

@@ -1,10 +1,12 @@
 //! The tokio driver: one task per connection that moves bytes between a transport
 //! (`AsyncRead + AsyncWrite`) and the sans-IO [`Muxer`](crate::muxer::Muxer).
 //!
-//! Each turn it lets the muxer fill the write buffer, delivers the muxer's events, then waits for
-//! whichever comes first: the socket is readable (unless an inbox is full), the socket took some
-//! bytes, a handle has something to send, the muxer's timer, or cancellation (which destroys the
-//! connection). Reads and writes are both in the same `select!`, so two peers that write at the
+//! Each turn it lets the muxer take frames it held back (if readers made room), fill the write
+//! buffer, delivers the muxer's events, then waits for whichever comes first: the socket is
+//! readable (only while the muxer wants input: unread data over the receive limits pauses it), the
+//! socket took some bytes, a handle has something to send, the muxer's timer, or cancellation
+//! (which destroys the connection). Each read goes into a fresh buffer handed to the muxer whole,
+//! so the muxer knows what slices of it keep alive. Reads and writes are both in the same `select!`, so two peers that write at the
 //! same time cannot deadlock. Frames go out with vectored writes when the transport has them.
 //! After the muxer closed, the driver flushes what is left (a `Close`)
 //! for up to the close timeout, shuts the write half down and ends.
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::muxer::{CloseReason, Muxer};
 use crate::payload::Segments;
-use crate::shared::Shared;
+use crate::shared::{Shared, now};
 
 /// Bytes the driver asks the muxer for per write.
 const WRITE_BATCH: usize = 256 << 10;
@@ -39,20 +41,25 @@ where
     let mut input = BytesMut::with_capacity(READ_BATCH);
     let mut eof = false;
     let mut cancelled = false;
+    let mut timer = Timer::new();
     loop {
         let (read_allowed, timeout, closed) = shared.update(|state| {
-            let now = Instant::now().into_std();
+            let now = now();
+            if state.muxer.has_held_input() {
+                state.muxer.handle_input(now, &[]);
+            }
             if state.muxer.poll_timeout().is_some_and(|t| t <= now) {
                 state.muxer.handle_timeout(now);
             }
             if out.is_empty() {
                 out.fill(&mut state.muxer);
             }
-            (state.full_inboxes == 0, state.muxer.poll_timeout(), state.muxer.is_closed())
+            (state.muxer.wants_input(), state.muxer.poll_timeout(), state.muxer.is_closed())
         });
         if closed {
             break;
         }
+        timer.arm(timeout);
         tokio::select! {
             _ = cancel.cancelled(), if !cancelled => {
                 cancelled = true;
@@ -69,14 +76,13 @@ where
                     shared.update(|state| state.muxer.handle_eof());
                 }
                 Ok(_) => {
-                    let data = input.split();
-                    shared.update(|state| state.muxer.handle_input_owned(Instant::now().into_std(), data));
-                    input.reserve(READ_BATCH);
+                    let data = std::mem::replace(&mut input, BytesMut::with_capacity(READ_BATCH));
+                    shared.update(|state| state.muxer.handle_input_owned(now(), data));
                 }
                 Err(err) => fail(&shared, CloseReason::Io(err.to_string())),
             },
             _ = shared.wake_driver.notified() => {}
-            _ = sleep_until(timeout) => {}
+            () = timer.fired() => {}
         }
     }
     // Closed: send what is left (a Close) if the transport still takes it, then hang up.
@@ -145,9 +151,36 @@ fn fail(shared: &Shared, reason: CloseReason) {
     shared.update(|state| state.muxer.fail(reason));
 }
 
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(Instant::from_std(deadline)).await,
-        None => std::future::pending().await,
+/// The muxer's timer as one tokio sleep that is moved only when the deadline comes earlier: a
+/// partial message's deadline moves later with every chunk, and re-registering a sleep on every
+/// turn of a bulk transfer would cost more than the one early wake-up this allows.
+struct Timer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    armed: Option<std::time::Instant>,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Self { sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)), armed: None }
+    }
+
+    fn arm(&mut self, deadline: Option<std::time::Instant>) {
+        match (deadline, self.armed) {
+            (None, _) => self.armed = None,
+            (Some(deadline), Some(armed)) if armed <= deadline => {}
+            (Some(deadline), _) => {
+                self.sleep.as_mut().reset(Instant::from_std(deadline));
+                self.armed = Some(deadline);
+            }
+        }
+    }
+
+    /// Resolves when the armed deadline passes (never while none is armed).
+    async fn fired(&mut self) {
+        if self.armed.is_none() {
+            return std::future::pending().await;
+        }
+        self.sleep.as_mut().await;
+        self.armed = None;
     }
 }

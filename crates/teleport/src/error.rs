@@ -37,6 +37,35 @@ pub enum ProtocolError {
     /// The remote opened more channels than the configured limit.
     #[error("the remote opened more than {0} channels")]
     TooManyChannels(usize),
+    /// Partial messages would make the connection hold more than its receive budget (partial plus
+    /// unread messages).
+    #[error("the remote made us hold {held} bytes of partial and unread messages (budget {budget})")]
+    ReceiveBudgetExceeded {
+        /// Bytes that would be held.
+        held: usize,
+        /// The configured budget.
+        budget: usize,
+    },
+    /// A partial message got no further chunk for the reassembly timeout while the connection was
+    /// reading.
+    #[error("a partial message on channel {channel} got no chunk for {} ms", timeout.as_millis())]
+    ReassemblyStalled {
+        /// The remote's channel id the message was arriving on.
+        channel: u32,
+        /// The configured timeout.
+        timeout: std::time::Duration,
+    },
+    /// The remote registered more extensions than a connection may have.
+    #[error("the remote registered more than {0} extensions")]
+    TooManyExtensions(usize),
+    /// The remote registered an extension with a name longer than the limit.
+    #[error("the remote registered an extension name of {len} bytes (limit {limit})")]
+    ExtensionNameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why a channel (port or stream) operation failed.

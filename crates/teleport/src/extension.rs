@@ -33,6 +33,7 @@ pub struct ExtensionContext {
     pub(crate) initiator: bool,
     pub(crate) local_peer: PublicKey,
     pub(crate) remote_peer: PublicKey,
+    pub(crate) session: PublicKey,
     pub(crate) teleport: Weak<Inner>,
 }
 
@@ -55,6 +56,12 @@ impl ExtensionContext {
     /// The remote's peer key.
     pub fn remote_peer(&self) -> PublicKey {
         self.remote_peer
+    }
+
+    /// The connection's session: key per-connection state by it rather than by the remote peer,
+    /// whose new connection may displace an old one while both are briefly alive.
+    pub fn session(&self) -> PublicKey {
+        self.session
     }
 
     /// Opens a message channel `"<extension>/<channel>"`; `content_type` is advertised in

@@ -1,5 +1,6 @@
 //! `mesh.hello`: a minimal extension that proves both ends of a connection talk. Each side sends
-//! its peer key (hex) on port "hello" and reports `(own, from)` for each key that arrives. The DXOS
+//! its peer key (hex) on port "hello" and reports `(own, from)` for the first key that arrives,
+//! then stops reading (so a remote repeating itself cannot grow the report queue). The DXOS
 //! counterpart is in `tests/swarm-interop/dxos-swarm-peer.mjs`; the mixed-swarm test and the swarm
 //! benchmark use both.
 
@@ -20,7 +21,8 @@ pub struct Hello {
 }
 
 impl Hello {
-    /// A hello from `own` that reports `(own, remote)` on `heard` for each remote key received.
+    /// A hello from `own` that reports `(own, remote)` on `heard` once per connection, for the
+    /// first remote key received.
     pub fn new(own: PublicKey, heard: mpsc::UnboundedSender<(PublicKey, PublicKey)>) -> Self {
         Self { own, heard }
     }
@@ -38,6 +40,7 @@ impl Extension for Hello {
             while let Some(message) = port.recv().await {
                 if let Some(from) = std::str::from_utf8(&message).ok().and_then(|hex| hex.parse().ok()) {
                     let _ = heard.send((own, from));
+                    return;
                 }
             }
         });

@@ -14,7 +14,12 @@
 //! Stream data is copied twice in user space end to end: into a message when written and out of it
 //! when read. Outgoing frames point into the messages ([`payload::Segments`], written with vectored
 //! writes) and incoming messages bigger than a chunk stay in the pieces they arrived in
-//! ([`Payload`]).
+//! ([`Payload`]) when those are large runs of their read buffer; small messages are copied out so
+//! they never keep a whole read buffer alive.
+//!
+//! What a remote can make a connection hold is bounded: partial and unread messages count against
+//! one receive budget ([`muxer::Config::receive_budget`]), unread data pauses reading, a partial
+//! message that stalls ends the connection, and the extension names a remote registers are capped.
 //!
 //! ```
 //! use async_trait::async_trait;

@@ -2,9 +2,11 @@
 //!
 //! Inputs: [`Muxer::handle_input`] (bytes from the remote), [`Muxer::handle_eof`],
 //! [`Muxer::handle_timeout`], and the local calls [`Muxer::open_channel`], [`Muxer::send`],
-//! [`Muxer::close`], [`Muxer::destroy`]. Outputs, to drain after every input in this order:
-//! [`Muxer::poll_transmit`] (bytes for the remote), [`Muxer::poll_event`], [`Muxer::poll_timeout`].
-//! Time is a parameter; nothing here reads a clock, spawns or touches a socket.
+//! [`Muxer::consumed`] (delivered data was read), [`Muxer::release_channel`], [`Muxer::close`],
+//! [`Muxer::destroy`]. Outputs, to drain after every input in this order:
+//! [`Muxer::poll_transmit`] (bytes for the remote), [`Muxer::poll_event`], [`Muxer::poll_timeout`];
+//! [`Muxer::wants_input`] says whether to read more from the transport. Time is a parameter;
+//! nothing here reads a clock, spawns or touches a socket.
 //!
 //! Channels are keyed by tag. Our ids start at 1 (0 is the command channel). A channel's data
 //! waits until the remote's `OpenChannel` for the same tag tells us its id, which every `Data` we
@@ -14,6 +16,16 @@
 //! with [`SendError::Full`] while the channel has that much queued, and reports
 //! [`Event::Writable`] once it drained below it. The balancer serves channels in turn, so one busy
 //! channel cannot starve the others.
+//!
+//! Receiving is bounded by one budget per connection ([`Config::receive_budget`]): bytes of partial
+//! messages plus bytes delivered as [`Event::Data`] that the owner has not reported
+//! [`Muxer::consumed`] yet. Unread bytes over a channel's limit or over half the budget pause the
+//! input: frames already handed in wait, [`Muxer::wants_input`] turns false, and the owner stops
+//! reading its transport until readers catch up. Only unread bytes pause, never partial ones, so a
+//! pause always ends when the owner reads, and a large message interleaved with others can always
+//! complete. Partial messages that would take the connection over the budget, or that get no chunk
+//! for [`Config::reassembly_timeout`] while input is not paused, end the connection with
+//! [`CloseReason::Protocol`].
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -21,10 +33,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use mesh_proto::dxos::mesh::muxer::{Close, Command, OpenChannel, command};
 
-use crate::balancer::{Balancer, SYSTEM_CHANNEL};
+use crate::balancer::{Balancer, MAX_CHUNK, SYSTEM_CHANNEL};
 use crate::command::{self as codec, Incoming};
 use crate::error::{ChannelError, ProtocolError};
-use crate::framer::FrameDecoder;
+use crate::framer::{Frame, FrameDecoder};
 use crate::payload::{FrameSink, Payload};
 
 /// The content type DXOS gives RPC ports.
@@ -46,6 +58,19 @@ pub struct Config {
     pub max_channels: usize,
     /// How long a graceful close waits for the remote's `Close` (DXOS: 3 s).
     pub close_timeout: Duration,
+    /// Bytes delivered on a channel and not yet read that pause the connection's input (it stops
+    /// reading its transport until the channel's reader catches up; the wire has no per-channel
+    /// flow control).
+    pub channel_recv_buffer: usize,
+    /// Bytes the remote may make the connection hold at once: partial messages plus delivered
+    /// messages not yet read. Unread bytes over half of it pause the input; partial messages that
+    /// would take the total over it end the connection as a protocol violation, so the remote may
+    /// always have half of it in partial messages. Raised to at least twice the largest message
+    /// plus a chunk, so the largest message can always arrive.
+    pub receive_budget: usize,
+    /// How long a partial message may go without a chunk while the input is not paused before the
+    /// connection ends as a protocol violation.
+    pub reassembly_timeout: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +80,9 @@ impl Default for Config {
             channel_send_buffer: 256 << 10,
             max_channels: 1024,
             close_timeout: Duration::from_secs(3),
+            channel_recv_buffer: 1 << 20,
+            receive_budget: 16 << 20,
+            reassembly_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -76,6 +104,24 @@ pub enum CloseReason {
     Io(String),
     /// The control extension's heartbeat went unanswered.
     HeartbeatTimeout,
+}
+
+/// Plain sentences (the text a `Close` carries to the remote when we abort, and what extensions
+/// are told).
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed"),
+            CloseReason::Remote(None) => f.write_str("closed by the remote"),
+            CloseReason::Remote(Some(error)) => write!(f, "closed by the remote: {error}"),
+            CloseReason::Eof => f.write_str("the transport ended"),
+            CloseReason::Destroyed(None) => f.write_str("destroyed"),
+            CloseReason::Destroyed(Some(error)) => write!(f, "destroyed: {error}"),
+            CloseReason::Protocol(error) => write!(f, "protocol violation: {error}"),
+            CloseReason::Io(error) => write!(f, "transport error: {error}"),
+            CloseReason::HeartbeatTimeout => f.write_str("heartbeat timed out"),
+        }
+    }
 }
 
 impl CloseReason {
@@ -143,6 +189,8 @@ struct Channel {
     /// A send of this many bytes was refused; report Writable when it would fit (and the queue
     /// drained to half, so writers wake once per batch rather than once per chunk).
     blocked: Option<usize>,
+    /// Bytes delivered as [`Event::Data`] and not yet reported consumed.
+    unread: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +222,14 @@ pub struct Muxer {
     /// The reason the remote's `Close` gave.
     remote_error: Option<String>,
     closed_reported: bool,
+    /// The effective receive budget (see [`Config::receive_budget`]).
+    receive_budget: usize,
+    /// Bytes delivered on all channels and not yet consumed.
+    unread: usize,
+    /// Channels whose unread bytes are over [`Config::channel_recv_buffer`].
+    channels_over: usize,
+    /// The stream ended while frames were held back; end the connection once they are taken.
+    eof_held: bool,
 }
 
 /// The longest channel tag a remote may open (tags are kept for the connection's life).
@@ -185,7 +241,9 @@ const DATA_OVERHEAD: usize = 24;
 impl Muxer {
     /// A fresh muxer.
     pub fn new(config: Config) -> Self {
-        let balancer = Balancer::new(config.max_message_size + DATA_OVERHEAD, config.max_channels + 1);
+        let max_message = config.max_message_size + DATA_OVERHEAD;
+        let balancer = Balancer::new(max_message, config.max_channels + 1);
+        let receive_budget = config.receive_budget.max(2 * (max_message + MAX_CHUNK));
         Self {
             config,
             decoder: FrameDecoder::new(),
@@ -198,6 +256,10 @@ impl Muxer {
             local_close: false,
             remote_error: None,
             closed_reported: false,
+            receive_budget,
+            unread: 0,
+            channels_over: 0,
+            eof_held: false,
         }
     }
 
@@ -252,11 +314,67 @@ impl Muxer {
         Ok(id)
     }
 
-    /// Stops reading `channel`: later data for it is dropped. Data already queued still goes out.
-    pub fn release_channel(&mut self, channel: ChannelId) {
+    /// Stops reading `channel`: later data for it is dropped, and its unread data counts as
+    /// consumed (the owner dropped it). Data already queued still goes out. Returns whether this
+    /// resumed the input (see [`Muxer::consumed`]).
+    pub fn release_channel(&mut self, now: Instant, channel: ChannelId) -> bool {
+        let unread = match self.channels.get_mut(&channel) {
+            Some(ch) => {
+                ch.local_open = false;
+                ch.unread
+            }
+            None => 0,
+        };
+        self.consumed(now, channel, unread)
+    }
+
+    /// The owner is done with `len` bytes delivered on `channel` (it read or dropped them). When
+    /// this makes room for paused input, it returns `true`: [`Muxer::wants_input`] holds again and
+    /// frames held back are taken by the next [`Muxer::handle_input`] (with no new bytes if there
+    /// are none). Partial messages count the pause as progress.
+    pub fn consumed(&mut self, now: Instant, channel: ChannelId, len: usize) -> bool {
+        let was_paused = self.input_paused();
+        let limit = self.config.channel_recv_buffer;
         if let Some(ch) = self.channels.get_mut(&channel) {
-            ch.local_open = false;
+            let len = len.min(ch.unread);
+            let was_over = ch.unread > limit;
+            ch.unread -= len;
+            self.unread -= len;
+            if was_over && ch.unread <= limit {
+                self.channels_over -= 1;
+            }
         }
+        let resumed = was_paused && !self.input_paused();
+        if resumed {
+            self.balancer.restart_progress(now);
+        }
+        resumed
+    }
+
+    /// Whether the owner should read more from the transport: the connection is not closed, no
+    /// unread data pauses the input, and no frames handed in earlier are waiting.
+    pub fn wants_input(&self) -> bool {
+        self.state != State::Closed && !self.input_paused() && !self.decoder.has_frame()
+    }
+
+    /// Whether frames handed in earlier wait to be taken and the input is not paused: call
+    /// [`Muxer::handle_input`] (with no new bytes) to take them.
+    pub fn has_held_input(&self) -> bool {
+        self.state != State::Closed && !self.input_paused() && self.decoder.has_frame()
+    }
+
+    /// Bytes held for the remote: partial messages plus delivered data not yet consumed.
+    pub fn received_bytes(&self) -> usize {
+        self.balancer.reassembling_bytes() + self.unread
+    }
+
+    /// The receive budget in effect (see [`Config::receive_budget`]).
+    pub fn receive_budget(&self) -> usize {
+        self.receive_budget
+    }
+
+    fn input_paused(&self) -> bool {
+        self.channels_over > 0 || self.unread > self.receive_budget / 2
     }
 
     /// Whether the remote opened `channel`'s tag.
@@ -332,7 +450,7 @@ impl Muxer {
         if !close_queued {
             let error = match &reason {
                 CloseReason::Destroyed(error) => error.clone(),
-                other => Some(format!("{other:?}")),
+                other => Some(other.to_string()),
             };
             self.push_close(error);
         }
@@ -348,7 +466,8 @@ impl Muxer {
         self.finish(reason);
     }
 
-    /// Takes bytes received from the remote.
+    /// Takes bytes received from the remote (copied) and processes the frames they complete, as
+    /// far as the receive budget lets it (see [`Muxer::wants_input`]).
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.state == State::Closed {
             return;
@@ -357,7 +476,8 @@ impl Muxer {
         self.process_frames(now);
     }
 
-    /// Takes bytes received from the remote without copying them when possible.
+    /// Takes a buffer of bytes received from the remote without copying it: pass the buffer they
+    /// were read into, whose capacity is what slices of it keep alive.
     pub fn handle_input_owned(&mut self, now: Instant, data: BytesMut) {
         if self.state == State::Closed {
             return;
@@ -366,8 +486,13 @@ impl Muxer {
         self.process_frames(now);
     }
 
-    /// The remote's byte stream ended.
+    /// The remote's byte stream ended. Frames handed in earlier and held back by a pause are still
+    /// taken before the connection ends.
     pub fn handle_eof(&mut self) {
+        if self.state != State::Closed && self.decoder.has_frame() {
+            self.eof_held = true;
+            return;
+        }
         match self.state {
             State::Closed => {}
             State::Closing { .. } => self.finish_close(),
@@ -386,13 +511,29 @@ impl Muxer {
             self.balancer.clear_data();
             self.finish_close();
         }
+        if self.state != State::Closed && !self.input_paused() {
+            let timeout = self.config.reassembly_timeout;
+            if let Some(channel) = self.balancer.stalled(now, timeout) {
+                self.protocol_error(ProtocolError::ReassemblyStalled { channel, timeout });
+            }
+        }
     }
 
     /// When [`Muxer::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
+        let closing = match self.state {
             State::Closing { deadline, .. } => Some(deadline),
-            _ => None,
+            State::Open => None,
+            State::Closed => return None,
+        };
+        let stall = if self.input_paused() {
+            None
+        } else {
+            self.balancer.stall_deadline(self.config.reassembly_timeout)
+        };
+        match (closing, stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -444,37 +585,57 @@ impl Muxer {
         self.next_id += 1;
         self.channels.insert(
             id,
-            Channel { remote_id: None, local_open: false, held: VecDeque::new(), queued: 0, blocked: None },
+            Channel {
+                remote_id: None,
+                local_open: false,
+                held: VecDeque::new(),
+                queued: 0,
+                blocked: None,
+                unread: 0,
+            },
         );
         self.by_tag.insert(tag.to_owned(), id);
         id
     }
 
     fn process_frames(&mut self, now: Instant) {
-        while self.state != State::Closed {
+        while self.state != State::Closed && !self.input_paused() {
             let Some(frame) = self.decoder.next_frame() else { break };
-            let message = match self.balancer.receive(frame) {
-                Ok(Some((_, message))) => message,
-                Ok(None) => continue,
-                Err(err) => return self.protocol_error(err),
-            };
-            match codec::decode(message) {
-                Ok(cmd) => {
-                    if let Err(err) = self.handle_command(now, cmd) {
-                        return self.protocol_error(err);
-                    }
-                }
-                Err(err) => return self.protocol_error(err.into()),
+            if let Err(err) = self.process_frame(now, frame) {
+                return self.protocol_error(err);
+            }
+            let held = self.received_bytes();
+            if held > self.receive_budget {
+                let budget = self.receive_budget;
+                return self.protocol_error(ProtocolError::ReceiveBudgetExceeded { held, budget });
             }
         }
+        self.balancer.seal();
+        if self.eof_held && !self.decoder.has_frame() {
+            self.eof_held = false;
+            self.handle_eof();
+        }
+    }
+
+    fn process_frame(&mut self, now: Instant, frame: Frame) -> Result<(), ProtocolError> {
+        let Some((_, message)) = self.balancer.receive(now, frame)? else { return Ok(()) };
+        let cmd = codec::decode(message)?;
+        self.handle_command(now, cmd)
     }
 
     fn handle_command(&mut self, now: Instant, cmd: Incoming) -> Result<(), ProtocolError> {
         let cmd = match cmd {
             Incoming::Data { channel_id, data } => {
                 let id = u32::try_from(channel_id).map(ChannelId);
-                match id.ok().and_then(|id| self.channels.get(&id).map(|c| (id, c))) {
+                match id.ok().and_then(|id| self.channels.get_mut(&id).map(|c| (id, c))) {
                     Some((id, ch)) if ch.local_open => {
+                        let limit = self.config.channel_recv_buffer;
+                        let was_over = ch.unread > limit;
+                        ch.unread += data.len();
+                        self.unread += data.len();
+                        if !was_over && ch.unread > limit {
+                            self.channels_over += 1;
+                        }
                         self.events.push_back(Event::Data { channel: id, data })
                     }
                     _ => tracing::trace!(channel_id, "dropping data for a channel we do not read"),
@@ -570,9 +731,7 @@ impl Muxer {
 
     fn protocol_error(&mut self, err: ProtocolError) {
         tracing::debug!(%err, "closing the connection: the remote broke the protocol");
-        self.balancer.clear_data();
-        self.push_close(Some(err.to_string()));
-        self.finish(CloseReason::Protocol(err));
+        self.abort(CloseReason::Protocol(err));
     }
 
     /// Ends a graceful close, with the reason of whoever started it.
@@ -584,6 +743,9 @@ impl Muxer {
 
     fn finish(&mut self, reason: CloseReason) {
         self.state = State::Closed;
+        self.balancer.clear_receiving();
+        self.decoder = FrameDecoder::new();
+        self.eof_held = false;
         for ch in self.channels.values_mut() {
             ch.held.clear();
             ch.queued = 0;

@@ -10,7 +10,9 @@
 //!
 //! Bounds: calls waiting for an answer ([`RpcConfig::max_in_flight`]) and handlers running at once
 //! ([`RpcConfig::max_concurrent_handlers`]; beyond it the peer stops reading the port, which in turn
-//! slows the remote down).
+//! slows the remote down). Handlers run as tasks owned by the peer's reading task: when the peer
+//! closes (its channel closed, `bye`, or [`RpcPeer::abort`]) the handlers still running are
+//! aborted, so a handler that never answers cannot outlive its connection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +24,7 @@ use mesh_proto::dxos::error::Error as ErrorProto;
 use mesh_proto::dxos::rpc::{Bye, Request, Response, RpcMessage, response, rpc_message};
 use mesh_proto::{Any, Message, Name, any};
 use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::Port;
@@ -287,6 +290,8 @@ fn error_proto(err: &RpcError) -> ErrorProto {
 }
 
 async fn read_loop(inner: Arc<Inner>) {
+    // Dropped when the loop ends, which aborts the handlers still running.
+    let mut handlers = JoinSet::new();
     loop {
         let message = tokio::select! {
             _ = inner.stop.cancelled() => break,
@@ -297,7 +302,8 @@ async fn read_loop(inner: Arc<Inner>) {
             tracing::debug!(port = inner.port.tag(), "ignoring a malformed RPC message");
             continue;
         };
-        if !handle(&inner, content).await {
+        while handlers.try_join_next().is_some() {}
+        if !handle(&inner, &mut handlers, content).await {
             break;
         }
     }
@@ -308,8 +314,8 @@ async fn read_loop(inner: Arc<Inner>) {
     inner.stop.cancel();
 }
 
-/// Handles one message; `false` ends the session.
-async fn handle(inner: &Arc<Inner>, content: rpc_message::Content) -> bool {
+/// Handles one message (requests are served by tasks in `handlers`); `false` ends the session.
+async fn handle(inner: &Arc<Inner>, handlers: &mut JoinSet<()>, content: rpc_message::Content) -> bool {
     match content {
         rpc_message::Content::Request(request) => {
             let id = request.id.unwrap_or_default();
@@ -328,7 +334,7 @@ async fn handle(inner: &Arc<Inner>, content: rpc_message::Content) -> bool {
                 },
             };
             let inner = inner.clone();
-            tokio::spawn(async move {
+            handlers.spawn(async move {
                 let content = if request.stream == Some(true) {
                     response::Content::Error(error_proto(&RpcError::remote(
                         "Error",

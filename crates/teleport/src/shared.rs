@@ -2,15 +2,17 @@
 //! plus, per channel, an inbox and the wakers of tasks waiting to read or write.
 //!
 //! The lock is a plain `std::sync::Mutex`, held only for short, non-blocking steps and never across
-//! an `.await`. Inboxes are bounded: when any inbox holds more than `recv_buffer` bytes the driver
-//! stops reading the socket until a reader catches up (the wire has no per-channel flow control, so
-//! TCP's is the only way to slow a remote down).
+//! an `.await`. Inboxes are bounded by the muxer's receive budget: every message taken out of an
+//! inbox (or dropped with it) is reported to the muxer as consumed, and while unread data pauses
+//! the muxer's input the driver stops reading the socket until a reader catches up (the wire has
+//! no per-channel flow control, so TCP's is the only way to slow a remote down).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::muxer::{ChannelId, CloseReason, Event, Muxer};
 use crate::payload::Payload;
@@ -26,22 +28,17 @@ pub(crate) enum Phase {
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     pub(crate) queue: VecDeque<Payload>,
-    pub(crate) bytes: usize,
     pub(crate) readers: Vec<Waker>,
     pub(crate) writers: Vec<Waker>,
     pub(crate) opened: Vec<Waker>,
     /// Tasks waiting until everything queued on the channel went to the transport.
     pub(crate) flushers: Vec<Waker>,
-    /// Set while this inbox holds more than the limit (counted in `State::full_inboxes`).
-    pub(crate) full: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) muxer: Muxer,
     pub(crate) inboxes: HashMap<ChannelId, Inbox>,
-    pub(crate) recv_buffer: usize,
-    pub(crate) full_inboxes: usize,
     pub(crate) closed: Option<CloseReason>,
 }
 
@@ -59,6 +56,11 @@ pub(crate) fn add_waker(list: &mut Vec<Waker>, waker: &Waker) {
     }
 }
 
+/// The time the driver runs on (tokio's clock, so paused-time tests see it).
+pub(crate) fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
 fn wake_all(list: &mut Vec<Waker>) {
     for waker in list.drain(..) {
         waker.wake();
@@ -66,15 +68,9 @@ fn wake_all(list: &mut Vec<Waker>) {
 }
 
 impl Shared {
-    pub(crate) fn new(muxer: Muxer, recv_buffer: usize) -> Self {
+    pub(crate) fn new(muxer: Muxer) -> Self {
         Self {
-            state: Mutex::new(State {
-                muxer,
-                inboxes: HashMap::new(),
-                recv_buffer,
-                full_inboxes: 0,
-                closed: None,
-            }),
+            state: Mutex::new(State { muxer, inboxes: HashMap::new(), closed: None }),
             wake_driver: Notify::new(),
             phase: watch::Sender::new(Phase::Open),
         }
@@ -93,17 +89,15 @@ impl State {
         let mut phase = None;
         while let Some(event) = self.muxer.poll_event() {
             match event {
-                Event::Data { channel, data } => {
-                    if let Some(inbox) = self.inboxes.get_mut(&channel) {
-                        inbox.bytes += data.len();
+                Event::Data { channel, data } => match self.inboxes.get_mut(&channel) {
+                    Some(inbox) => {
                         inbox.queue.push_back(data);
-                        if !inbox.full && inbox.bytes > self.recv_buffer {
-                            inbox.full = true;
-                            self.full_inboxes += 1;
-                        }
                         wake_all(&mut inbox.readers);
                     }
-                }
+                    None => {
+                        self.muxer.consumed(now(), channel, data.len());
+                    }
+                },
                 Event::Writable { channel } => {
                     if let Some(inbox) = self.inboxes.get_mut(&channel) {
                         wake_all(&mut inbox.writers);
@@ -136,32 +130,19 @@ impl State {
     }
 
     /// Takes the next message of `channel`'s inbox; tells whether the driver should be woken
-    /// because the inbox dropped back under the limit.
+    /// because this made room for the muxer's input.
     pub(crate) fn pop(&mut self, channel: ChannelId) -> (Option<Payload>, bool) {
         let Some(inbox) = self.inboxes.get_mut(&channel) else { return (None, false) };
-        let data = inbox.queue.pop_front();
-        if let Some(data) = &data {
-            inbox.bytes -= data.len();
-        }
-        let mut wake = false;
-        if inbox.full && inbox.bytes <= self.recv_buffer {
-            inbox.full = false;
-            self.full_inboxes -= 1;
-            wake = true;
-        }
-        (data, wake)
+        let Some(data) = inbox.queue.pop_front() else { return (None, false) };
+        let resumed = self.muxer.consumed(now(), channel, data.len());
+        (Some(data), resumed)
     }
 
-    /// Forgets a channel's inbox when its handle is dropped.
+    /// Forgets a channel's inbox when its handle is dropped; tells whether the driver should be
+    /// woken because this made room for the muxer's input.
     pub(crate) fn release(&mut self, channel: ChannelId) -> bool {
-        self.muxer.release_channel(channel);
-        match self.inboxes.remove(&channel) {
-            Some(inbox) if inbox.full => {
-                self.full_inboxes -= 1;
-                true
-            }
-            _ => false,
-        }
+        self.inboxes.remove(&channel);
+        self.muxer.release_channel(now(), channel)
     }
 }
 

@@ -37,7 +37,8 @@ impl Protocol for TeleportProtocol {
         stream: ByteStream,
         close: CancellationToken,
     ) -> Result<(), String> {
-        let teleport = Teleport::new(stream, Params::new(info.initiator, info.own, info.remote));
+        let params = Params { session: info.session, ..Params::new(info.initiator, info.own, info.remote) };
+        let teleport = Teleport::new(stream, params);
         (self.setup)(&teleport);
         let reason = tokio::select! {
             () = close.cancelled() => teleport.close().await,

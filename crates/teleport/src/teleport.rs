@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::Port;
-use crate::error::{ChannelError, ExtensionError};
+use crate::error::{ChannelError, ExtensionError, ProtocolError};
 use crate::extension::{Extension, ExtensionContext};
 use crate::muxer::{self, CloseReason, Muxer};
 use crate::rpc::RpcPeer;
@@ -28,10 +28,14 @@ pub struct Params {
     pub local_peer: PublicKey,
     /// The remote's peer key.
     pub remote_peer: PublicKey,
-    /// The muxer's limits (message size, per-channel send buffer, channels, close wait).
+    /// Names this connection (random by default; a swarm sets its connection's session). Two
+    /// connections to the same remote peer, such as a restarted peer's new one and the old one
+    /// it displaces, have different sessions, so per-connection state keyed by it never mixes
+    /// them up.
+    pub session: PublicKey,
+    /// The muxer's limits (message size, per-channel send and receive buffers, the connection's
+    /// receive budget, channels, timeouts).
     pub muxer: muxer::Config,
-    /// Bytes a channel may hold unread before the connection stops reading its transport.
-    pub recv_buffer: usize,
     /// How often the control extension sends a heartbeat (DXOS: 10 s).
     pub heartbeat_interval: Duration,
     /// How long a heartbeat (or the control handshake) may go unanswered before the connection is
@@ -46,8 +50,8 @@ impl Params {
             initiator,
             local_peer,
             remote_peer,
+            session: PublicKey::random(),
             muxer: muxer::Config::default(),
-            recv_buffer: 1 << 20,
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(60),
         }
@@ -100,7 +104,7 @@ impl Teleport {
         IO: AsyncRead + AsyncWrite + Send + 'static,
     {
         let muxer = Muxer::new(params.muxer.clone());
-        let shared = Arc::new(Shared::new(muxer, params.recv_buffer));
+        let shared = Arc::new(Shared::new(muxer));
         let cancel = CancellationToken::new();
         tokio::spawn(driver::run(io, shared.clone(), cancel.clone()));
         let inner = Arc::new(Inner {
@@ -139,6 +143,11 @@ impl Teleport {
     /// The remote's peer key.
     pub fn remote_peer(&self) -> PublicKey {
         self.inner.params.remote_peer
+    }
+
+    /// This connection's session (see [`Params::session`]).
+    pub fn session(&self) -> PublicKey {
+        self.inner.params.session
     }
 
     /// Adds an extension; it opens once the remote added one with the same name.
@@ -224,18 +233,38 @@ impl Inner {
         self.shared.update_and_wake(|state| state.muxer.abort(reason));
     }
 
-    /// The remote added `name`: open it if we have it too.
-    pub(crate) fn remote_registered(self: &Arc<Self>, name: String) {
+    /// The remote added `name`: open it if we have it too. Names over the caps (see
+    /// [`control::MAX_REMOTE_EXTENSIONS`]) are refused.
+    pub(crate) fn remote_registered(self: &Arc<Self>, name: String) -> Result<(), ProtocolError> {
+        if name.len() > control::MAX_EXTENSION_NAME_LEN {
+            return Err(ProtocolError::ExtensionNameTooLong {
+                len: name.len(),
+                limit: control::MAX_EXTENSION_NAME_LEN,
+            });
+        }
         let local_has = {
             let mut extensions = self.lock_extensions();
-            if !extensions.remote.insert(name.clone()) {
+            if extensions.remote.contains(&name) {
                 tracing::debug!(name, "the remote registered an extension twice");
-                return;
+                return Ok(());
             }
+            if extensions.remote.len() >= control::MAX_REMOTE_EXTENSIONS {
+                return Err(ProtocolError::TooManyExtensions(control::MAX_REMOTE_EXTENSIONS));
+            }
+            extensions.remote.insert(name.clone());
             extensions.local.contains_key(&name)
         };
         if local_has {
             tokio::spawn(open_extension(Arc::downgrade(self), name));
+        }
+        Ok(())
+    }
+
+    /// Resolves once the connection is over (without keeping it alive meanwhile).
+    pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut phase = self.shared.phase.subscribe();
+        async move {
+            let _ = phase.wait_for(|phase| matches!(phase, Phase::Closed(_))).await;
         }
     }
 }
@@ -256,10 +285,17 @@ async fn open_extension(weak: Weak<Inner>, name: String) {
         initiator: inner.params.initiator,
         local_peer: inner.params.local_peer,
         remote_peer: inner.params.remote_peer,
+        session: inner.params.session,
         teleport: weak.clone(),
     };
+    let closed = inner.closed();
     drop(inner);
-    if let Err(err) = extension.on_open(ctx).await {
+    // An extension's on_open may wait on the remote; it ends with the connection at the latest.
+    let result = tokio::select! {
+        result = extension.on_open(ctx) => result,
+        () = closed => return,
+    };
+    if let Err(err) = result {
         tracing::debug!(name, %err, "extension failed to open; destroying the connection");
         if let Some(inner) = weak.upgrade() {
             inner.abort(CloseReason::Destroyed(Some(format!("extension {name}: {err}"))));
@@ -310,7 +346,7 @@ async fn watch_phase(weak: Weak<Inner>, mut phase: watch::Receiver<Phase>) {
             Phase::Closing => close_extensions(&inner, None, false).await,
             Phase::Closed(reason) => {
                 let abort = !reason.is_clean();
-                let error = (!matches!(reason, CloseReason::Local)).then(|| format!("{reason:?}"));
+                let error = (!matches!(reason, CloseReason::Local)).then(|| reason.to_string());
                 close_extensions(&inner, error, abort).await;
                 return;
             }

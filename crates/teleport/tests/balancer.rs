@@ -1,5 +1,7 @@
 //! The balancer and framer layers under random splits and interleavings.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use mesh_teleport::balancer::{Balancer, MAX_CHUNK};
 use mesh_teleport::framer::FrameDecoder;
@@ -28,8 +30,8 @@ fn run(messages: &[(u32, Vec<u8>)], cuts: &[usize]) -> Vec<(u32, Bytes)> {
         decoder.push(&rest[..n]);
         rest = &rest[n..];
         while let Some(frame) = decoder.next_frame() {
-            assert!(frame.len() <= MAX_CHUNK + 20);
-            if let Some(message) = rx.receive(frame).expect("well-formed frame") {
+            assert!(frame.data.len() <= MAX_CHUNK + 20);
+            if let Some(message) = rx.receive(Instant::now(), frame).expect("well-formed frame") {
                 got.push((message.0, message.1.into_bytes()));
             }
         }
@@ -69,7 +71,7 @@ proptest! {
     fn random_frames_never_panic(frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..50)) {
         let mut rx = Balancer::new(1000, 4);
         for frame in frames {
-            let _ = rx.receive(Bytes::from(frame));
+            let _ = rx.receive(Instant::now(), Bytes::from(frame));
         }
     }
 }

@@ -377,3 +377,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn an_abort_tells_the_remote_its_reason_in_plain_words() {
+    for (reason, text) in [
+        (CloseReason::HeartbeatTimeout, "heartbeat timed out"),
+        (
+            CloseReason::Protocol(ProtocolError::TooManyChannels(5)),
+            "protocol violation: the remote opened more than 5 channels",
+        ),
+        (CloseReason::Destroyed(Some("shutting down".into())), "shutting down"),
+    ] {
+        let mut pair = Pair::new(Config::default());
+        pair.drive();
+        pair.a.abort(reason.clone());
+        pair.drive();
+        assert!(
+            pair.b_events.contains(&Event::RemoteClosing { error: Some(text.into()) }),
+            "{reason:?}: {:?}",
+            pair.b_events
+        );
+    }
+}

@@ -7,24 +7,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{HANG_CALL, Opened, TEST_CALL, TestExtension, TestRpcRequest, TestRpcResponse, VOID_CALL};
+use async_trait::async_trait;
+use common::{
+    Alive, HANG_CALL, Opened, TEST_CALL, TestExtension, TestRpcRequest, TestRpcResponse, VOID_CALL, pair,
+    pair_with,
+};
 use mesh_keys::PublicKey;
-use mesh_teleport::rpc::RpcConfig;
-use mesh_teleport::{CloseReason, Params, ProtocolError, RpcError, Teleport};
+use mesh_teleport::muxer::RPC_CONTENT_TYPE;
+use mesh_teleport::rpc::{RpcConfig, RpcPeer};
+use mesh_teleport::service::Router;
+use mesh_teleport::{
+    CloseReason, Extension, ExtensionContext, ExtensionError, Params, ProtocolError, RpcError, Teleport,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
-
-fn pair_with(params: impl Fn(Params) -> Params) -> (Teleport, Teleport) {
-    let (a_io, b_io) = tokio::io::duplex(64 << 10);
-    let (a_key, b_key) = (PublicKey::random(), PublicKey::random());
-    let a = Teleport::new(a_io, params(Params::new(true, a_key, b_key)));
-    let b = Teleport::new(b_io, params(Params::new(false, b_key, a_key)));
-    (a, b)
-}
-
-fn pair() -> (Teleport, Teleport) {
-    pair_with(|p| p)
-}
 
 /// Adds the test extension on both sides and returns what each side opened.
 async fn open_test_extension(a: &Teleport, b: &Teleport, config: RpcConfig) -> (Opened, Opened) {
@@ -220,7 +216,7 @@ async fn a_slow_reader_holds_the_writer_back_within_bounds() {
     let recv_buffer = 512 << 10;
     let (a, b) = pair_with(|mut p| {
         p.muxer.channel_send_buffer = send_buffer;
-        p.recv_buffer = recv_buffer;
+        p.muxer.channel_recv_buffer = recv_buffer;
         p
     });
     let (opened_a, opened_b) = open_test_extension(&a, &b, RpcConfig::default()).await;
@@ -288,4 +284,49 @@ async fn rpc_answers_while_a_stream_saturates_the_connection() {
     }
     writer.await.unwrap();
     assert_eq!(reader.await.unwrap(), total);
+}
+
+/// Serves `HANG_CALL` with a handler that never answers (counted by `alive`), and hands its RPC
+/// peer over.
+struct Hanging {
+    alive: Alive,
+    opened: mpsc::Sender<RpcPeer>,
+}
+
+#[async_trait]
+impl Extension for Hanging {
+    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let alive = self.alive.clone();
+        let router = Router::new().route(HANG_CALL, move |_: ()| {
+            let guard = alive.guard();
+            async move {
+                let _guard = guard;
+                std::future::pending::<Result<(), RpcError>>().await
+            }
+        });
+        let config = RpcConfig { call_timeout: Duration::from_secs(600), ..RpcConfig::default() };
+        let rpc = RpcPeer::new(ctx.create_port("rpc", Some(RPC_CONTENT_TYPE))?, router, config);
+        rpc.open().await?;
+        let _ = self.opened.send(rpc).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_rpc_handler_that_never_answers_ends_with_its_connection() {
+    let (a, b) = pair();
+    let alive = Alive::new();
+    let (tx_a, mut rx_a) = mpsc::channel(1);
+    let (tx_b, mut rx_b) = mpsc::channel(1);
+    a.add_extension("hang", Hanging { alive: alive.clone(), opened: tx_a }).unwrap();
+    b.add_extension("hang", Hanging { alive: alive.clone(), opened: tx_b }).unwrap();
+    let (rpc_a, _rpc_b) = (rx_a.recv().await.unwrap(), rx_b.recv().await.unwrap());
+    let call = tokio::spawn(async move { rpc_a.call_typed::<(), ()>(HANG_CALL, &()).await });
+    alive.until(1).await;
+    a.destroy();
+    assert_eq!(call.await.unwrap(), Err(RpcError::Closed));
+    tokio::time::timeout(Duration::from_secs(60), alive.until(0))
+        .await
+        .expect("the handler still runs after its connection ended");
+    assert!(b.closed().await.is_clean());
 }

@@ -4,12 +4,29 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod wire;
+
 use async_trait::async_trait;
+use mesh_keys::PublicKey;
 use mesh_teleport::muxer::RPC_CONTENT_TYPE;
 use mesh_teleport::rpc::{RpcConfig, RpcPeer};
 use mesh_teleport::service::Router;
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Stream};
-use tokio::sync::mpsc;
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Params, Stream, Teleport};
+use tokio::sync::{mpsc, watch};
+
+/// Two Teleports over an in-memory byte stream, `a` the initiator, each with `params` applied.
+pub fn pair_with(params: impl Fn(Params) -> Params) -> (Teleport, Teleport) {
+    let (a_io, b_io) = tokio::io::duplex(64 << 10);
+    let (a_key, b_key) = (PublicKey::random(), PublicKey::random());
+    let a = Teleport::new(a_io, params(Params::new(true, a_key, b_key)));
+    let b = Teleport::new(b_io, params(Params::new(false, b_key, a_key)));
+    (a, b)
+}
+
+/// Two Teleports with the default parameters.
+pub fn pair() -> (Teleport, Teleport) {
+    pair_with(|p| p)
+}
 
 /// `example.testing.rpc.TestRpcRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -94,5 +111,35 @@ impl Extension for TestExtension {
         if let Some(closed) = &self.closed {
             let _ = closed.send("abort").await;
         }
+    }
+}
+
+/// Counts the futures alive that hold one of its guards.
+#[derive(Clone)]
+pub struct Alive(watch::Sender<usize>);
+
+/// Counted by its [`Alive`] while it lives.
+pub struct Guard(watch::Sender<usize>);
+
+impl Alive {
+    pub fn new() -> Self {
+        Self(watch::Sender::new(0))
+    }
+
+    pub fn guard(&self) -> Guard {
+        self.0.send_modify(|n| *n += 1);
+        Guard(self.0.clone())
+    }
+
+    /// Waits until exactly `count` guards are alive.
+    pub async fn until(&self, count: usize) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|n| *n == count).await;
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
