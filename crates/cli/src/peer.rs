@@ -173,10 +173,14 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let out = Out { json: args.json };
 
     let signal: Arc<dyn Signal> = Arc::new(Manager::connect(args.signals.clone())?);
-    let manager =
-        NetworkManager::new(own, signal.clone(), args.transport.factory(&args.reach), SwarmConfig::default())
-            .await
-            .context("opening the inbox")?;
+    let manager = NetworkManager::new(
+        own,
+        signal.clone(),
+        args.transport.factory(&args.reach, &pair),
+        SwarmConfig::default(),
+    )
+    .await
+    .context("opening the inbox")?;
     let ports: Ports = Arc::default();
     let chat_ports = ports.clone();
     let protocol = TeleportProtocol::new(move |teleport| {
