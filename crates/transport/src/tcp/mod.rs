@@ -149,7 +149,14 @@ impl TcpTransportFactory {
 impl TransportFactory for TcpTransportFactory {
     fn create(&self, options: TransportOptions) -> Arc<dyn Transport> {
         let prover = self.prover(&options);
-        Arc::new(TcpTransport { inner: Arc::new(Inner::new(options, self.clone(), prover)) })
+        let settings = Settings {
+            listen_on: self.listen_on(),
+            advertise_host: self.advertise_host.clone(),
+            dial_allow: self.dial_allow.clone(),
+            max_pending_handshakes: self.max_pending_handshakes,
+            max_dial_attempts: self.max_dial_attempts,
+        };
+        Arc::new(TcpTransport { inner: Arc::new(Inner::new(options, settings, prover)) })
     }
 
     fn kind(&self) -> TransportKind {
@@ -174,9 +181,20 @@ struct DialState {
     targets: Option<mpsc::Sender<Target>>,
 }
 
+/// What one transport needs of its factory's configuration (not the key pair: the prover signed
+/// with it already).
+#[derive(Debug)]
+struct Settings {
+    listen_on: ListenOn,
+    advertise_host: Option<String>,
+    dial_allow: DialAllow,
+    max_pending_handshakes: usize,
+    max_dial_attempts: usize,
+}
+
 struct Inner {
     options: TransportOptions,
-    config: TcpTransportFactory,
+    settings: Settings,
     /// The link handshake, if this connection is authenticated, or why it cannot be.
     prover: Result<Option<Arc<LinkProver>>, LinkAuthError>,
     handover: Handover,
@@ -194,12 +212,12 @@ impl std::fmt::Debug for Inner {
 impl Inner {
     fn new(
         options: TransportOptions,
-        config: TcpTransportFactory,
+        settings: Settings,
         prover: Result<Option<Arc<LinkProver>>, LinkAuthError>,
     ) -> Self {
         Self {
             options,
-            config,
+            settings,
             prover,
             handover: Handover::new(),
             dial: Mutex::default(),
@@ -242,7 +260,7 @@ impl Inner {
     fn dial(self: &Arc<Self>, payload: &Struct) -> Result<(), TransportError> {
         let prover = self.prover()?;
         // One dial on the plain path, as DXOS; a few when a forged signal could come first.
-        let max_attempts = if prover.is_some() { self.config.max_dial_attempts.max(1) } else { 1 };
+        let max_attempts = if prover.is_some() { self.settings.max_dial_attempts.max(1) } else { 1 };
         let mut dial = lock(&self.dial);
         if dial.attempts >= max_attempts {
             return Ok(());
@@ -251,7 +269,7 @@ impl Inner {
         dial.attempts += 1;
         if dial.targets.is_none() {
             let (sender, targets) = mpsc::channel(max_attempts);
-            let dialler = Dialler { allow: self.config.dial_allow.clone(), prover };
+            let dialler = Dialler { allow: self.settings.dial_allow.clone(), prover };
             self.spawn_connect(dialler.dial_until_connected(targets));
             dial.targets = Some(sender);
         }
@@ -305,15 +323,15 @@ impl Transport for TcpTransport {
         if !this.options.initiator {
             return Ok(());
         }
-        let listeners = Listeners::bind(this.config.listen_on())?;
+        let listeners = Listeners::bind(this.settings.listen_on)?;
         let port = listeners.port()?;
         match prover {
             Some(prover) => {
-                this.spawn_connect(listeners.accept_proven(prover, this.config.max_pending_handshakes))
+                this.spawn_connect(listeners.accept_proven(prover, this.settings.max_pending_handshakes))
             }
             None => this.spawn_connect(listeners.accept_first()),
         }
-        this.options.signals.send(port_signal(port, this.config.advertise_host.as_deref())).await
+        this.options.signals.send(port_signal(port, this.settings.advertise_host.as_deref())).await
     }
 
     async fn signal(&self, payload: Struct) -> Result<(), TransportError> {
