@@ -92,6 +92,7 @@ impl fmt::Display for IpNetwork {
 
 /// The addresses a TCP transport may dial when a signal names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DialAllow {
     /// Any address: for peers that trust everyone who can signal them.
     Any,
