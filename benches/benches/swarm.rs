@@ -82,10 +82,12 @@ async fn rust_round(server: &Server, n: usize) -> Result<Round> {
     let mut managers = Vec::with_capacity(n);
     for _ in 0..n {
         let client = Client::connect(url.as_str())?;
+        let pair = Keypair::generate();
         let manager = NetworkManager::new(
-            Keypair::generate().public(),
+            pair.public(),
             Arc::new(client),
-            Arc::new(TcpTransportFactory::default()),
+            // Authenticated links, as `mesh peer` makes them.
+            Arc::new(TcpTransportFactory::default().with_identity(pair)),
             SwarmConfig::default(),
         )
         .await?;

@@ -176,10 +176,14 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     // with authentication off (or without mesh's) answers so and the client carries on.
     let configs = args.signals.iter().map(|url| ClientConfig::new(url.clone()).with_identity(pair.clone()));
     let signal: Arc<dyn Signal> = Arc::new(Manager::with_configs(configs)?);
-    let manager =
-        NetworkManager::new(own, signal.clone(), args.transport.factory(&args.reach), SwarmConfig::default())
-            .await
-            .context("opening the inbox")?;
+    let manager = NetworkManager::new(
+        own,
+        signal.clone(),
+        args.transport.factory(&args.reach, &pair),
+        SwarmConfig::default(),
+    )
+    .await
+    .context("opening the inbox")?;
     let ports: Ports = Arc::default();
     let chat_ports = ports.clone();
     let protocol = TeleportProtocol::new(move |teleport| {

@@ -1,12 +1,14 @@
 //! The `--transport` choice of `mesh peer` and `mesh demo`, and what reaching peers on other
-//! machines takes: an address for TCP to advertise, STUN and TURN servers for WebRTC.
+//! machines takes: an address for TCP to advertise and the addresses TCP may dial, STUN and TURN
+//! servers for WebRTC.
 
-use std::sync::Arc;
+use std::{str::FromStr, sync::Arc};
 
+use mesh_keys::Keypair;
 use mesh_transport::{
     TransportFactory,
     memory::MemoryTransportFactory,
-    tcp::TcpTransportFactory,
+    tcp::{DialAllow, IpNetwork, ParseNetworkError, TcpTransportFactory},
     webrtc::{IceServer, WebRtcTransportFactory},
 };
 
@@ -28,6 +30,11 @@ pub(crate) struct ReachArgs {
     /// they dial localhost, as DXOS does).
     #[arg(long, value_name = "HOST")]
     advertise_host: Option<String>,
+    /// A network (CIDR, e.g. 10.0.0.0/8) or address whose hosts a TCP signal may make this peer
+    /// dial, besides loopback; `any` for every address. Repeat for several. Without it, only
+    /// same-host peers are dialled, as with DXOS.
+    #[arg(long = "dial-allow", value_name = "CIDR|any")]
+    dial_allow: Vec<DialRule>,
     /// A STUN or TURN server URL for WebRTC (stun:HOST:PORT, turn:HOST:PORT); repeat for several.
     #[arg(long = "ice-server", value_name = "URL")]
     servers: Vec<String>,
@@ -39,7 +46,30 @@ pub(crate) struct ReachArgs {
     ice_credential: Option<String>,
 }
 
+/// One `--dial-allow` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DialRule {
+    Any,
+    Network(IpNetwork),
+}
+
+impl FromStr for DialRule {
+    type Err = ParseNetworkError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("any") { Ok(Self::Any) } else { text.parse().map(Self::Network) }
+    }
+}
+
 impl ReachArgs {
+    /// Loopback plus every `--dial-allow`.
+    fn dial_allow(&self) -> DialAllow {
+        self.dial_allow.iter().fold(DialAllow::loopback(), |allow, rule| match rule {
+            DialRule::Any => DialAllow::Any,
+            DialRule::Network(network) => allow.with(*network),
+        })
+    }
+
     fn ice_servers(&self) -> Vec<IceServer> {
         self.servers
             .iter()
@@ -63,15 +93,58 @@ impl TransportChoice {
         }
     }
 
-    /// The factory for this choice.
-    pub(crate) fn factory(self, reach: &ReachArgs) -> Arc<dyn TransportFactory> {
+    /// The factory for this choice, for the peer `identity` (TCP authenticates its links to other
+    /// mesh peers with it).
+    pub(crate) fn factory(self, reach: &ReachArgs, identity: &Keypair) -> Arc<dyn TransportFactory> {
         match self {
-            Self::Tcp => Arc::new(TcpTransportFactory { advertise_host: reach.advertise_host.clone() }),
+            Self::Tcp => {
+                let mut tcp = TcpTransportFactory::default()
+                    .with_identity(identity.clone())
+                    .with_dial_allow(reach.dial_allow());
+                tcp.advertise_host.clone_from(&reach.advertise_host);
+                Arc::new(tcp)
+            }
             Self::Webrtc => Arc::new(WebRtcTransportFactory {
                 ice_servers: reach.ice_servers(),
                 ..WebRtcTransportFactory::default()
             }),
             Self::Memory => Arc::new(MemoryTransportFactory::default()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        reach: ReachArgs,
+    }
+
+    fn allow(args: &[&str]) -> Result<DialAllow, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mesh").chain(args.iter().copied()))
+            .map(|cli| cli.reach.dial_allow())
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn dial_allow_adds_networks_to_loopback_or_allows_any() {
+        let loopback = allow(&[]).unwrap();
+        assert!(loopback.allows(ip("127.0.0.1")) && !loopback.allows(ip("10.1.2.3")));
+        let lan = allow(&["--dial-allow", "10.0.0.0/8", "--dial-allow", "fd00::7"]).unwrap();
+        assert!(lan.allows(ip("10.1.2.3")) && lan.allows(ip("fd00::7")) && lan.allows(ip("::1")));
+        assert!(!lan.allows(ip("192.0.2.1")));
+        assert_eq!(allow(&["--dial-allow", "10.0.0.0/8", "--dial-allow", "any"]).unwrap(), DialAllow::Any);
+        assert!(allow(&["--dial-allow", "10.0.0.0/40"]).is_err());
+        assert!(allow(&["--dial-allow", "peer.example"]).is_err());
     }
 }

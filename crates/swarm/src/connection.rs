@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use mesh_keys::PublicKey;
 use mesh_proto::Struct;
+use mesh_transport::{LinkAuth, NONCE_LEN};
 
 use crate::ConnectionState;
 
@@ -27,6 +28,10 @@ pub(crate) struct Connection {
     pub(crate) outgoing: Vec<Struct>,
     pub(crate) flush_at: Option<Instant>,
     pub(crate) batch_delay: Duration,
+    /// The link nonce this side sent in its offer or answer.
+    pub(crate) own_nonce: Option<[u8; NONCE_LEN]>,
+    /// The link nonce the remote sent in its offer or answer.
+    pub(crate) remote_nonce: Option<[u8; NONCE_LEN]>,
 }
 
 impl Connection {
@@ -43,7 +48,14 @@ impl Connection {
             outgoing: Vec::new(),
             flush_at: None,
             batch_delay,
+            own_nonce: None,
+            remote_nonce: None,
         }
+    }
+
+    /// What the transport needs to authenticate the link: both nonces, when both sides sent one.
+    pub(crate) fn link(&self) -> Option<LinkAuth> {
+        Some(LinkAuth { own_nonce: self.own_nonce?, remote_nonce: self.remote_nonce? })
     }
 
     /// Whether the connection is still being set up (DXOS's "establishment in progress").

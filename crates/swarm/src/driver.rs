@@ -9,7 +9,7 @@ use std::{
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_proto::{Struct, any, dxos::mesh::swarm::SwarmMessage};
 use mesh_signal::Messenger;
-use mesh_transport::{SignalSink, Transport, TransportFactory, TransportOptions};
+use mesh_transport::{LinkAuth, SignalSink, Transport, TransportFactory, TransportOptions};
 use tokio::{
     sync::{broadcast, mpsc},
     time::sleep_until,
@@ -136,8 +136,8 @@ impl Driver {
                     }
                 });
             }
-            Output::OpenTransport { peer, session, initiator } => {
-                let transport = self.open_transport(peer, session, initiator);
+            Output::OpenTransport { peer, session, initiator, link } => {
+                let transport = self.open_transport(peer, session, initiator, link);
                 open.insert((peer, session), transport);
             }
             Output::SignalTransport { peer, session, payload } => {
@@ -162,10 +162,16 @@ impl Driver {
 
     /// Creates and opens a transport, forwards its signals, and once it is up runs the protocol
     /// over it; the connection's end comes back as [`Input::Closed`].
-    fn open_transport(&self, peer: PublicKey, session: PublicKey, initiator: bool) -> OpenTransport {
+    fn open_transport(
+        &self,
+        peer: PublicKey,
+        session: PublicKey,
+        initiator: bool,
+        link: Option<LinkAuth>,
+    ) -> OpenTransport {
         let (own, topic) = (self.swarm.own(), self.swarm.topic());
         let (signals, mut outgoing) = SignalSink::channel();
-        let options = TransportOptions { own, remote: peer, topic, initiator, session, signals };
+        let options = TransportOptions { own, remote: peer, topic, initiator, session, signals, link };
         let transport = self.transports.create(options);
         let close = CancellationToken::new();
 

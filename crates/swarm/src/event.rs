@@ -2,6 +2,7 @@
 
 use mesh_keys::PublicKey;
 use mesh_proto::{Struct, dxos::mesh::swarm::SwarmMessage};
+use mesh_transport::LinkAuth;
 
 /// The states of a connection (DXOS's, in the same order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +93,9 @@ pub enum Output {
         session: PublicKey,
         /// Whether this side initiated.
         initiator: bool,
+        /// The link nonces of both sides, when both sent one: the transport authenticates the
+        /// link with them.
+        link: Option<LinkAuth>,
     },
     /// Give a signal from the remote to the transport of this connection.
     SignalTransport {

@@ -107,7 +107,8 @@ impl NetworkManager {
     ) -> Result<SwarmHandle, SignalError> {
         let (inputs, receiver) = mpsc::channel(INPUT_QUEUE);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let swarm = Swarm::new(self.own, topic, topology, self.config.clone(), rand::random());
+        let swarm = Swarm::new(self.own, topic, topology, self.config.clone(), rand::random())
+            .with_link_nonces(self.transports.authenticates_links());
         let driver = Driver {
             swarm,
             inputs: receiver,

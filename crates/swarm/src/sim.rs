@@ -496,7 +496,7 @@ impl Sim {
                     );
                 }
             }
-            Output::OpenTransport { peer, session, initiator } => {
+            Output::OpenTransport { peer, session, initiator, .. } => {
                 let link = self.links.entry(session).or_default();
                 link.opened.insert(from);
                 if initiator {

@@ -7,6 +7,11 @@
 //! [`Swarm::handle_timeout`]. It never reads a clock, spawns, or touches a socket; session and
 //! message ids come from a seeded generator, so a run is reproducible.
 //!
+//! Link nonces: when told its transports authenticate links ([`Swarm::with_link_nonces`]), the
+//! core puts a fresh nonce from its generator in each offer, and in each answer to an offer that
+//! carried one (a mesh extension DXOS peers skip), and hands both nonces to the transport
+//! ([`Output::OpenTransport`]'s `link`), which then makes both ends prove their keys.
+//!
 //! Glare rules: the lower key wins. A peer with the higher key waits
 //! [`SwarmConfig::initiation_delay`] before initiating, so the lower key's offer usually comes
 //! first; when offers cross, the lower key's offer displaces the higher key's connection and the
@@ -15,6 +20,7 @@
 //! replaced at once instead of lingering until it times out.
 
 use std::{
+    array::TryFromSliceError,
     collections::{BTreeMap, VecDeque},
     time::Instant,
 };
@@ -24,7 +30,8 @@ use mesh_proto::{
     Struct,
     dxos::mesh::swarm::{Answer, MessageData, Offer, Signal, SignalBatch, SwarmMessage, message_data},
 };
-use rand::{SeedableRng, rngs::SmallRng};
+use mesh_transport::NONCE_LEN;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use crate::{
     CloseReason, ConnectionState, Event, Output, SwarmConfig,
@@ -58,6 +65,8 @@ pub struct Swarm {
     limiter: Limiter,
     outputs: VecDeque<Output>,
     left: bool,
+    /// Exchange link nonces in offers and answers.
+    link_nonces: bool,
 }
 
 impl Swarm {
@@ -81,7 +90,15 @@ impl Swarm {
             limiter,
             outputs: VecDeque::new(),
             left: false,
+            link_nonces: false,
         }
+    }
+
+    /// Exchanges link nonces with remotes that do too, for transports that authenticate links
+    /// ([`TransportFactory::authenticates_links`](mesh_transport::TransportFactory::authenticates_links)).
+    pub fn with_link_nonces(mut self, enabled: bool) -> Self {
+        self.link_nonces = enabled;
+        self
     }
 
     /// This peer.
@@ -139,9 +156,9 @@ impl Swarm {
         let Some(session) = message.session_id.as_ref().and_then(|s| s.to_key().ok()) else { return };
         let message_id = message.message_id.as_ref().and_then(|m| m.to_key().ok());
         match message.data.and_then(|data| data.payload) {
-            Some(message_data::Payload::Offer(_)) => {
+            Some(message_data::Payload::Offer(offer)) => {
                 if let Some(offer_id) = message_id {
-                    self.offer(now, from, session, offer_id);
+                    self.offer(now, from, session, offer_id, &offer);
                 }
             }
             Some(message_data::Payload::Answer(answer)) => self.answer(now, from, session, answer),
@@ -283,6 +300,15 @@ impl Swarm {
         PublicKey::random_from(&mut self.rng)
     }
 
+    /// A fresh link nonce, if this swarm exchanges them.
+    fn link_nonce(&mut self) -> Option<[u8; NONCE_LEN]> {
+        self.link_nonces.then(|| {
+            let mut nonce = [0u8; NONCE_LEN];
+            self.rng.fill_bytes(&mut nonce);
+            nonce
+        })
+    }
+
     /// Sends `data` for `session` to `to`, under a fresh message id; returns the id.
     fn send(&mut self, to: PublicKey, session: PublicKey, data: message_data::Payload) -> PublicKey {
         let message_id = self.random_key();
@@ -307,7 +333,8 @@ impl Swarm {
     /// Starts a connection to `peer` as the initiator.
     fn initiate(&mut self, now: Instant, peer: PublicKey) {
         let session = self.random_key();
-        let connection = Connection::new(session, true, self.config.signal_batch_initial);
+        let mut connection = Connection::new(session, true, self.config.signal_batch_initial);
+        connection.own_nonce = self.link_nonce();
         self.peers.entry(peer).or_default().connection = Some(connection);
         self.outputs.push_back(Output::Event(Event::State {
             peer,
@@ -325,8 +352,9 @@ impl Swarm {
         let Some(connection) = self.peers.get(&peer).and_then(|p| p.connection.as_ref()) else { return };
         let (session, initiator, answer_to) =
             (connection.session, connection.initiator, connection.answer_to);
+        let link_nonce = connection.own_nonce.map(Vec::from).unwrap_or_default();
         if initiator {
-            let offer_id = self.send(peer, session, message_data::Payload::Offer(Offer {}));
+            let offer_id = self.send(peer, session, message_data::Payload::Offer(Offer { link_nonce }));
             self.set_state(peer, ConnectionState::Initial);
             if let Some(connection) = self.peers.get_mut(&peer).and_then(|p| p.connection.as_mut()) {
                 connection.offer_id = Some(offer_id);
@@ -335,7 +363,7 @@ impl Swarm {
         } else {
             self.set_state(peer, ConnectionState::Initial);
             self.open_transport(now, peer);
-            let answer = Answer { accept: true, offer_message_id: answer_to.map(Into::into) };
+            let answer = Answer { accept: true, offer_message_id: answer_to.map(Into::into), link_nonce };
             self.send(peer, session, message_data::Payload::Answer(answer));
         }
     }
@@ -344,17 +372,27 @@ impl Swarm {
         self.set_state(peer, ConnectionState::Connecting);
         let Some(connection) = self.peers.get_mut(&peer).and_then(|p| p.connection.as_mut()) else { return };
         connection.deadline = Some(now + self.config.connect_timeout);
-        let (session, initiator) = (connection.session, connection.initiator);
+        let (session, initiator, link) = (connection.session, connection.initiator, connection.link());
         let buffered = std::mem::take(&mut connection.incoming);
-        self.outputs.push_back(Output::OpenTransport { peer, session, initiator });
+        self.outputs.push_back(Output::OpenTransport { peer, session, initiator, link });
         for payload in buffered {
             self.outputs.push_back(Output::SignalTransport { peer, session, payload });
         }
     }
 
-    fn offer(&mut self, now: Instant, from: PublicKey, session: PublicKey, offer_id: PublicKey) {
+    fn offer(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        session: PublicKey,
+        offer_id: PublicKey,
+        offer: &Offer,
+    ) {
+        // A nonce that is not 32 bytes makes the offer malformed, not merely unauthenticated.
+        let Ok(remote_nonce) = link_nonce(&offer.link_nonce) else { return };
         let refuse = |swarm: &mut Self| {
-            let answer = Answer { accept: false, offer_message_id: Some(offer_id.into()) };
+            let answer =
+                Answer { accept: false, offer_message_id: Some(offer_id.into()), link_nonce: Vec::new() };
             swarm.send(from, session, message_data::Payload::Answer(answer));
         };
         let peer = self.peers.entry(from).or_default();
@@ -376,10 +414,13 @@ impl Swarm {
             refuse(self);
             return;
         }
-        let peer = self.peers.entry(from).or_default();
-        peer.initiate_at = None;
         let mut connection = Connection::new(session, false, self.config.signal_batch_initial);
         connection.answer_to = Some(offer_id);
+        connection.remote_nonce = remote_nonce;
+        // Only a remote that sent a nonce gets one back; DXOS peers see the answers they expect.
+        connection.own_nonce = if remote_nonce.is_some() { self.link_nonce() } else { None };
+        let peer = self.peers.entry(from).or_default();
+        peer.initiate_at = None;
         peer.connection = Some(connection);
         self.outputs.push_back(Output::Event(Event::State {
             peer: from,
@@ -393,6 +434,7 @@ impl Swarm {
 
     fn answer(&mut self, now: Instant, from: PublicKey, session: PublicKey, answer: Answer) {
         let offer_id = answer.offer_message_id.as_ref().and_then(|id| id.to_key().ok());
+        let Ok(remote_nonce) = link_nonce(&answer.link_nonce) else { return };
         let Some(connection) = self.connection_mut(&from, &session) else { return };
         if connection.state != ConnectionState::Initial
             || connection.offer_id.is_none()
@@ -400,6 +442,7 @@ impl Swarm {
         {
             return;
         }
+        connection.remote_nonce = remote_nonce;
         if answer.accept {
             self.open_transport(now, from);
         } else {
@@ -504,4 +547,9 @@ impl Swarm {
             }
         }
     }
+}
+
+/// A link nonce from the wire: absent (empty), or exactly [`NONCE_LEN`] bytes.
+fn link_nonce(bytes: &[u8]) -> Result<Option<[u8; NONCE_LEN]>, TryFromSliceError> {
+    if bytes.is_empty() { Ok(None) } else { bytes.try_into().map(Some) }
 }

@@ -2,79 +2,33 @@
 //! through the real signal server, with a small protocol that proves both ends talk.
 #![allow(clippy::unwrap_used)]
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+mod common;
 
-use async_trait::async_trait;
-use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
+use std::sync::Arc;
+
+use common::{Hello, PATIENCE, topic, wait_hellos};
+use mesh_keys::{Keypair, PublicKey};
 use mesh_signal::{Client, MemoryNetwork, Signal};
-use mesh_swarm::{ConnectionInfo, Event, NetworkManager, Protocol, SwarmConfig, topology::FullyConnected};
+use mesh_swarm::{Event, NetworkManager, SwarmConfig, topology::FullyConnected};
 use mesh_transport::{
-    ByteStream, TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory,
+    TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory,
     webrtc::WebRtcTransportFactory,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    sync::mpsc,
-};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Each side writes its key and reads the other's, reports the pair, then holds the connection
-/// until either side closes it.
-struct Hello(mpsc::UnboundedSender<(PublicKey, PublicKey)>);
-
-#[async_trait]
-impl Protocol for Hello {
-    async fn run(
-        &self,
-        info: ConnectionInfo,
-        mut stream: ByteStream,
-        close: CancellationToken,
-    ) -> Result<(), String> {
-        stream.write_all(info.own.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut remote = [0u8; 32];
-        stream.read_exact(&mut remote).await.map_err(|e| e.to_string())?;
-        if remote != *info.remote.as_bytes() {
-            return Err("the other side is not who the swarm said".into());
-        }
-        let _ = self.0.send((info.own, info.remote));
-        let mut rest = [0u8; 1];
-        tokio::select! {
-            () = close.cancelled() => Ok(()),
-            _ = stream.read(&mut rest) => Ok(()),
-        }
-    }
-}
-
-fn topic() -> DiscoveryKey {
-    DiscoveryKey::from_party(&Keypair::generate().public())
-}
-
-async fn wait_hellos(hellos: &mut mpsc::UnboundedReceiver<(PublicKey, PublicKey)>, keys: &[PublicKey]) {
-    let expected: BTreeSet<(PublicKey, PublicKey)> =
-        keys.iter().flat_map(|a| keys.iter().filter(move |b| *b != a).map(move |b| (*a, *b))).collect();
-    let mut seen = BTreeSet::new();
-    tokio::time::timeout(PATIENCE, async {
-        while seen != expected {
-            seen.insert(hellos.recv().await.expect("hello channel open"));
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {} of {} hellos", seen.len(), expected.len()));
-}
-
+/// `count` managers, each with a new key pair, its own signaling and the transports
+/// `transports` makes for that key pair.
 async fn managers(
     count: usize,
     signal: impl Fn() -> Arc<dyn Signal>,
-    transports: Arc<dyn TransportFactory>,
+    transports: impl Fn(&Keypair) -> Arc<dyn TransportFactory>,
 ) -> Vec<NetworkManager> {
     let mut managers = Vec::new();
     for _ in 0..count {
-        let own = Keypair::generate().public();
-        managers.push(
-            NetworkManager::new(own, signal(), transports.clone(), SwarmConfig::default()).await.unwrap(),
-        );
+        let pair = Keypair::generate();
+        let manager =
+            NetworkManager::new(pair.public(), signal(), transports(&pair), SwarmConfig::default()).await;
+        managers.push(manager.unwrap());
     }
     managers
 }
@@ -98,7 +52,7 @@ async fn join_fully_connected(managers: &[NetworkManager]) -> (Vec<mesh_swarm::S
 async fn four_peers_connect_fully_over_the_in_memory_network() {
     let network = MemoryNetwork::new();
     let transports: Arc<dyn TransportFactory> = Arc::new(MemoryTransportFactory::default());
-    let managers = managers(4, || Arc::new(network.client()), transports).await;
+    let managers = managers(4, || Arc::new(network.client()), |_| transports.clone()).await;
     let (mut swarms, keys) = join_fully_connected(&managers).await;
 
     // One leaves; the others see it go.
@@ -123,9 +77,17 @@ async fn four_peers_connect_fully_over_the_in_memory_network() {
 async fn three_peers_connect_over_tcp_through_the_signal_server() {
     let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await.unwrap();
     let url = server.url();
-    let transports: Arc<dyn TransportFactory> = Arc::new(TcpTransportFactory::default());
-    let managers = managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), transports).await;
-    join_fully_connected(&managers).await;
+    // Each with its key pair: the links are authenticated, as `mesh peer` makes them.
+    let transports = |pair: &Keypair| -> Arc<dyn TransportFactory> {
+        Arc::new(TcpTransportFactory::default().with_identity(pair.clone()))
+    };
+    let authenticated = managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), transports).await;
+    join_fully_connected(&authenticated).await;
+
+    // Without key pairs the links take the plain DXOS path, and form all the same.
+    let plain = |_: &Keypair| -> Arc<dyn TransportFactory> { Arc::new(TcpTransportFactory::default()) };
+    let plain = managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), plain).await;
+    join_fully_connected(&plain).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +95,8 @@ async fn three_peers_connect_over_webrtc_through_the_signal_server() {
     let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await.unwrap();
     let url = server.url();
     let transports: Arc<dyn TransportFactory> = Arc::new(WebRtcTransportFactory::loopback());
-    let managers = managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), transports).await;
+    let managers =
+        managers(3, || Arc::new(Client::connect(url.clone()).unwrap()), |_| transports.clone()).await;
     let (swarms, _) = join_fully_connected(&managers).await;
     for swarm in swarms {
         swarm.leave().await.unwrap();
@@ -144,7 +107,7 @@ async fn three_peers_connect_over_webrtc_through_the_signal_server() {
 async fn concurrent_swarms_and_repeated_joins_on_new_topics() {
     let network = MemoryNetwork::new();
     let transports: Arc<dyn TransportFactory> = Arc::new(MemoryTransportFactory::default());
-    let managers = managers(2, || Arc::new(network.client()), transports).await;
+    let managers = managers(2, || Arc::new(network.client()), |_| transports.clone()).await;
     let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
     for round in 0..3 {
         let (tx, mut hellos) = mpsc::unbounded_channel();

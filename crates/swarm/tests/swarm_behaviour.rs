@@ -368,7 +368,7 @@ fn signals_for_an_unknown_session_are_dropped() {
         message_id: Some(key(8).into()),
     };
     let session = offer.session_id.as_ref().unwrap().to_key().unwrap();
-    let accept = Answer { accept: true, offer_message_id: offer.message_id.clone() };
+    let accept = Answer { accept: true, offer_message_id: offer.message_id.clone(), ..Answer::default() };
     swarm.handle_message(now, remote, message(session, message_data::Payload::Answer(accept)));
     assert!(std::iter::from_fn(|| swarm.poll_output()).any(|o| matches!(o, Output::OpenTransport { .. })));
 

@@ -4,7 +4,13 @@
 //! the same key.
 #![allow(clippy::unwrap_used)]
 
-use std::{collections::BTreeSet, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Client;
@@ -13,7 +19,9 @@ use mesh_teleport::{
     TeleportProtocol,
     hello::{self, Hello},
 };
-use mesh_transport::tcp::TcpTransportFactory;
+use mesh_transport::{
+    Transport, TransportFactory, TransportKind, TransportOptions, tcp::TcpTransportFactory,
+};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
@@ -26,19 +34,25 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct RustPeer {
     key: PublicKey,
     swarm: SwarmHandle,
+    links: Links,
 }
 
 async fn rust_peer(
     url: &str,
-    key: PublicKey,
+    pair: &Keypair,
     topic: DiscoveryKey,
     heard: &mpsc::UnboundedSender<(PublicKey, PublicKey)>,
 ) -> RustPeer {
     let client = Client::connect(url).unwrap();
+    let key = pair.public();
+    // With its key pair, as `mesh peer`: links to the other mesh peer are authenticated, links
+    // to the DXOS peers take the plain DXOS path.
+    let links = Links::default();
+    let tcp = TcpTransportFactory::default().with_identity(pair.clone());
     let manager = NetworkManager::new(
         key,
         Arc::new(client),
-        Arc::new(TcpTransportFactory::default()),
+        Arc::new(RecordingTcp { tcp, links: links.clone() }),
         SwarmConfig::default(),
     )
     .await
@@ -49,7 +63,7 @@ async fn rust_peer(
         teleport.add_extension(hello::NAME, hello).expect("a valid extension name");
     });
     let swarm = manager.join(topic, Box::new(FullyConnected), Arc::new(protocol)).await.unwrap();
-    RustPeer { key, swarm }
+    RustPeer { key, swarm, links }
 }
 
 struct DxosPeer {
@@ -131,8 +145,9 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
 
     let mut dxos_a = DxosPeer::spawn(&url, topic).await;
     let mut dxos_b = DxosPeer::spawn(&url, topic).await;
-    let rust_a = rust_peer(&url, Keypair::generate().public(), topic, &heard_tx).await;
-    let rust_b = rust_peer(&url, Keypair::generate().public(), topic, &heard_tx).await;
+    let (pair_a, pair_b) = (Keypair::generate(), Keypair::generate());
+    let rust_a = rust_peer(&url, &pair_a, topic, &heard_tx).await;
+    let rust_b = rust_peer(&url, &pair_b, topic, &heard_tx).await;
     let all = [dxos_a.key, dxos_b.key, rust_a.key, rust_b.key];
     let others = |me: PublicKey| all.iter().copied().filter(|k| *k != me).collect::<Vec<_>>();
 
@@ -153,7 +168,7 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
     }
 
     // It comes back with the same key, and the swarm is whole again.
-    let rust_b = rust_peer(&url, returning, topic, &heard_tx).await;
+    let rust_b = rust_peer(&url, &pair_b, topic, &heard_tx).await;
     let back: Vec<(PublicKey, PublicKey)> = others(rust_b.key)
         .into_iter()
         .map(|from| (rust_b.key, from))
@@ -162,4 +177,45 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
     wait_heard(&mut heard, &back).await;
     dxos_a.wait_hellos(&[rust_b.key]).await;
     dxos_b.wait_hellos(&[rust_b.key]).await;
+
+    // The mesh peers exchanged link nonces with each other (so their link was authenticated),
+    // and the DXOS peers, which skip the extension fields, sent none: their links stayed plain.
+    for peer in [&rust_a, &rust_b] {
+        let links = lock(&peer.links).clone();
+        let mesh = if peer.key == rust_a.key { rust_b.key } else { rust_a.key };
+        assert!(links.iter().any(|(remote, link)| *remote == mesh && *link), "{links:?}");
+        for dxos in [dxos_a.key, dxos_b.key] {
+            let to_dxos: Vec<bool> =
+                links.iter().filter(|(remote, _)| *remote == dxos).map(|(_, link)| *link).collect();
+            assert!(!to_dxos.is_empty() && to_dxos.iter().all(|link| !link), "{links:?}");
+        }
+    }
+}
+
+/// Transports of one mesh peer: (remote, whether the transport was given link nonces).
+type Links = Arc<Mutex<Vec<(PublicKey, bool)>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap()
+}
+
+/// TCP, recording whether each transport authenticates its link.
+struct RecordingTcp {
+    tcp: TcpTransportFactory,
+    links: Links,
+}
+
+impl TransportFactory for RecordingTcp {
+    fn create(&self, options: TransportOptions) -> Arc<dyn Transport> {
+        lock(&self.links).push((options.remote, options.link.is_some()));
+        self.tcp.create(options)
+    }
+
+    fn kind(&self) -> TransportKind {
+        self.tcp.kind()
+    }
+
+    fn authenticates_links(&self) -> bool {
+        self.tcp.authenticates_links()
+    }
 }

@@ -10,6 +10,8 @@ use tokio::{
     sync::mpsc,
 };
 
+use crate::{LinkAuth, LinkAuthError};
+
 /// Signals a transport may have waiting to be sent at once; transports send a handful each.
 const SIGNAL_QUEUE: usize = 64;
 
@@ -63,6 +65,11 @@ pub struct TransportOptions {
     pub session: PublicKey,
     /// Where to put signals for the remote.
     pub signals: SignalSink,
+    /// The nonces both sides exchanged for link authentication, when both are mesh peers whose
+    /// transports authenticate links ([`TransportFactory::authenticates_links`]). With them, the
+    /// transport hands the stream over only once both ends proved their keys; without them (a
+    /// DXOS remote) the link is not authenticated.
+    pub link: Option<LinkAuth>,
 }
 
 /// Bytes and packets through a transport so far.
@@ -94,6 +101,15 @@ pub enum TransportError {
     /// The connection never came up (for the memory transport: it was chosen to be lost).
     #[error("connection failed: {0}")]
     Failed(String),
+    /// A signalled host is (or resolves to) no address this transport may dial.
+    #[error("the signalled host {host:?} is outside the dial allow-list")]
+    HostNotAllowed {
+        /// The host as signalled.
+        host: String,
+    },
+    /// The remote did not prove it is the expected peer (or this side could not prove itself).
+    #[error("link authentication failed: {0}")]
+    LinkAuth(#[from] LinkAuthError),
 }
 
 impl TransportError {
@@ -124,4 +140,9 @@ pub trait TransportFactory: Send + Sync {
     fn create(&self, options: TransportOptions) -> Arc<dyn Transport>;
     /// The kind of transport made.
     fn kind(&self) -> TransportKind;
+    /// Whether the transports made authenticate links given a [`LinkAuth`] (they hold this peer's
+    /// key pair). The swarm exchanges link nonces with the remote only when this is true.
+    fn authenticates_links(&self) -> bool {
+        false
+    }
 }

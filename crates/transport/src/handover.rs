@@ -65,6 +65,11 @@ impl Handover {
         lock(&self.stream).take();
     }
 
+    /// Whether the attempt connected, failed or closed.
+    pub(crate) fn ended(&self) -> bool {
+        !matches!(*self.outcome.borrow(), Outcome::Pending)
+    }
+
     /// Whether the stream went to a caller of [`Handover::take`].
     pub(crate) fn handed_over(&self) -> bool {
         matches!(*self.outcome.borrow(), Outcome::Connected) && lock(&self.stream).is_none()

@@ -5,8 +5,10 @@
 //! signaling. The swarm passes it the remote's signals with [`Transport::signal`], and
 //! [`Transport::connected`] yields the byte stream that Teleport runs over.
 //!
-//! - [`tcp::TcpTransport`]: DXOS-compatible TCP. The initiator listens and signals `{port}` (plus
-//!   an optional `host`, which DXOS ignores); the other side dials it.
+//! - [`tcp::TcpTransport`]: DXOS-compatible TCP. The initiator listens (on loopback unless told
+//!   otherwise) and signals `{port}` (plus an optional `host`, which DXOS ignores); the other side
+//!   dials it if its allow-list permits. Between mesh peers given a [`LinkAuth`] both ends prove
+//!   their keys before the stream is handed over.
 //! - [`memory::MemoryTransport`]: in-process pipes with configurable latency, bandwidth and
 //!   connection loss, for tests and simulation.
 //! - `webrtc::WebRtcTransport` (feature `webrtc`, on by default): WebRTC. A peer connection with one data channel
@@ -24,8 +26,8 @@
 //! let session = Keypair::generate().public();
 //! let (a_signals, mut to_bob) = mesh_transport::SignalSink::channel();
 //! let (b_signals, _to_alice) = mesh_transport::SignalSink::channel();
-//! let a = factory.create(TransportOptions { own: alice, remote: bob, topic, initiator: true, session, signals: a_signals });
-//! let b = factory.create(TransportOptions { own: bob, remote: alice, topic, initiator: false, session, signals: b_signals });
+//! let a = factory.create(TransportOptions { own: alice, remote: bob, topic, initiator: true, session, signals: a_signals, link: None });
+//! let b = factory.create(TransportOptions { own: bob, remote: alice, topic, initiator: false, session, signals: b_signals, link: None });
 //! a.open().await?;
 //! b.open().await?;
 //! while let Ok(signal) = to_bob.try_recv() {
@@ -37,6 +39,7 @@
 
 mod api;
 mod handover;
+mod link;
 pub mod memory;
 mod metered;
 mod pipe;
@@ -48,6 +51,7 @@ pub use api::{
     ByteStream, SignalSink, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
     TransportStats,
 };
+pub use link::{LinkAuth, LinkAuthError, NONCE_LEN};
 pub use metered::Metered;
 
 /// Locks `mutex`. Nothing here panics while holding a lock, so a poisoned one still holds valid

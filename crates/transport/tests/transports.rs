@@ -45,7 +45,7 @@ async fn tcp_initiator_listens_and_the_other_side_dials_localhost() {
 
 #[tokio::test]
 async fn tcp_dials_the_advertised_host_when_given() {
-    let factory = TcpTransportFactory { advertise_host: Some("127.0.0.1".into()) };
+    let factory = TcpTransportFactory::default().with_advertise_host("127.0.0.1");
     let (a, b) = common::pair(&factory);
     exchange(&a, &b).await;
 }
@@ -62,6 +62,7 @@ async fn tcp_dial_to_a_closed_port_fails_with_the_reason() {
         initiator: false,
         session: alice,
         signals: sink,
+        link: None,
     };
     let transport = factory.create(options);
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

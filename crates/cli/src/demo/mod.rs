@@ -50,10 +50,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let server =
         Server::start(Config { limits, ..Config::default() }).await.context("starting the signal server")?;
     println!("signal server   {}", server.url());
-    let transports: Arc<dyn TransportFactory> = match args.transport {
+    let shared: Arc<dyn TransportFactory> = match args.transport {
         // Everything is on loopback: one socket each, no interface scan.
         TransportChoice::Webrtc => Arc::new(WebRtcTransportFactory::loopback()),
-        other => other.factory(&ReachArgs::default()),
+        other => other.factory(&ReachArgs::default(), &Keypair::generate()),
     };
 
     let topic = DiscoveryKey::from_party(&Keypair::generate().public());
@@ -71,10 +71,16 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let mut keys = Vec::new();
     let mut swarms = Vec::new();
     for _ in 0..peers {
-        let key = Keypair::generate().public();
+        let pair = Keypair::generate();
+        let key = pair.public();
+        let transports = match args.transport {
+            // Each peer authenticates its TCP links with its own key.
+            TransportChoice::Tcp => args.transport.factory(&ReachArgs::default(), &pair),
+            // Memory pipes meet inside one factory.
+            TransportChoice::Webrtc | TransportChoice::Memory => shared.clone(),
+        };
         let client = Client::connect(server.url())?;
-        let manager =
-            NetworkManager::new(key, Arc::new(client), transports.clone(), SwarmConfig::default()).await?;
+        let manager = NetworkManager::new(key, Arc::new(client), transports, SwarmConfig::default()).await?;
         let (links, reports) = (links.clone(), reports_tx.clone());
         let protocol = TeleportProtocol::new(move |teleport| {
             let demo = Demo { links: links.clone(), reports: reports.clone() };

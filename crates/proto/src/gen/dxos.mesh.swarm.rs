@@ -57,8 +57,13 @@ impl ::prost::Name for MessageData {
     }
 }
 #[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct Offer {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Offer {
+    /// mesh extension: a fresh 32-byte nonce from an initiator whose transport authenticates links.
+    /// The link is authenticated only when the answer carries the responder's nonce too.
+    #[prost(bytes = "vec", tag = "1000")]
+    pub link_nonce: ::prost::alloc::vec::Vec<u8>,
+}
 impl ::prost::Name for Offer {
     const NAME: &'static str = "Offer";
     const PACKAGE: &'static str = "dxos.mesh.swarm";
@@ -76,6 +81,10 @@ pub struct Answer {
     pub accept: bool,
     #[prost(message, optional, tag = "2")]
     pub offer_message_id: ::core::option::Option<super::super::keys::PublicKey>,
+    /// mesh extension: a fresh 32-byte nonce from a responder whose transport authenticates links,
+    /// sent only in reply to an offer that carried one.
+    #[prost(bytes = "vec", tag = "1000")]
+    pub link_nonce: ::prost::alloc::vec::Vec<u8>,
 }
 impl ::prost::Name for Answer {
     const NAME: &'static str = "Answer";

@@ -24,7 +24,7 @@ pub fn pair_rewriting(
     let (a_sink, a_signals) = SignalSink::channel();
     let (b_sink, b_signals) = SignalSink::channel();
     let side = |own, remote, initiator, signals| {
-        factory.create(TransportOptions { own, remote, topic, initiator, session, signals })
+        factory.create(TransportOptions { own, remote, topic, initiator, session, signals, link: None })
     };
     let a = side(alice, bob, true, a_sink);
     let b = side(bob, alice, false, b_sink);
