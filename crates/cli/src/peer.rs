@@ -124,6 +124,9 @@ fn keypair(path: Option<&PathBuf>) -> Result<Keypair> {
     Ok(Keypair::from_secret(&secret))
 }
 
+/// The chat port of every open connection, by the connection's session. A restarted peer's new
+/// connection can open while its old one is still closing, so state is per connection, never per
+/// remote key: the old connection ending must not take the new one's port with it.
 type Ports = Arc<Mutex<HashMap<PublicKey, Arc<Port>>>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,7 +134,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Opens port "lines" to each remote and prints what arrives on it.
+/// Opens port "lines" on each connection and prints what arrives on it.
 struct Chat {
     ports: Ports,
     out: Out,
@@ -140,14 +143,16 @@ struct Chat {
 #[async_trait]
 impl Extension for Chat {
     async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
-        let remote = ctx.remote_peer();
+        let (remote, session) = (ctx.remote_peer(), ctx.session());
         let port = Arc::new(ctx.create_port("lines", Some("text/plain"))?);
-        lock(&self.ports).insert(remote, port.clone());
+        lock(&self.ports).insert(session, port.clone());
         let (ports, out) = (self.ports.clone(), self.out);
         // Reported here rather than when the transport is up: from now on lines reach this peer.
-        out.event(json!({"event": "connected", "peer": remote.to_hex()}), || {
-            format!("* connected to {}", remote.short())
-        });
+        out.event(
+            json!({"event": "connected", "peer": remote.to_hex(), "session": session.to_hex()}),
+            || format!("* connected to {}", remote.short()),
+        );
+        // Ends with the connection: the port yields `None` once it is closed.
         tokio::spawn(async move {
             while let Some(line) = port.recv().await {
                 let text = String::from_utf8_lossy(&line).into_owned();
@@ -155,9 +160,23 @@ impl Extension for Chat {
                     format!("<{}> {text}", remote.short())
                 });
             }
-            lock(&ports).remove(&remote);
+            lock(&ports).remove(&session);
+            out.event(
+                json!({"event": "closed", "peer": remote.to_hex(), "session": session.to_hex()}),
+                || format!("* a connection to {} closed", remote.short()),
+            );
         });
         Ok(())
+    }
+}
+
+/// Sends `line` on every open connection without waiting for any one of them: a peer that does
+/// not read misses lines rather than holding up the others.
+fn send_to_all(ports: &Ports, line: &str) {
+    for (session, port) in lock(ports).iter() {
+        if let Err(err) = port.try_send(Bytes::from(line.to_owned())) {
+            tracing::warn!(session = %session.short(), %err, "line not sent on this connection");
+        }
     }
 }
 
@@ -201,12 +220,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     loop {
         tokio::select! {
             line = stdin.next_line() => match line.context("reading stdin")? {
-                Some(line) => {
-                    let targets: Vec<Arc<Port>> = lock(&ports).values().cloned().collect();
-                    for port in targets {
-                        let _ = port.send(Bytes::from(line.clone())).await;
-                    }
-                }
+                Some(line) => send_to_all(&ports, &line),
                 None => break,
             },
             event = signal_events.recv() => match event {

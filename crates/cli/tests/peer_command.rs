@@ -23,9 +23,14 @@ struct Peer {
 
 impl Peer {
     async fn spawn(url: &str, topic: &str, transport: &[&str]) -> Self {
+        Self::spawn_with(url, topic, transport, &[]).await
+    }
+
+    async fn spawn_with(url: &str, topic: &str, transport: &[&str], extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
             .args(["peer", "--signal", url, "--topic", topic, "--json"])
             .args(transport)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -152,6 +157,71 @@ async fn peers_prove_their_keys_to_a_server_that_requires_it_and_exchange_lines(
     assert_eq!(message["payload"], "proven and heard");
     first.exit().await;
     second.exit().await;
+}
+
+/// Sends `signal` (e.g. "STOP") to a child process.
+fn send_signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("the process runs").to_string();
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A restarted peer's new connection displaces its old one, which closes only afterwards (the old
+/// process is frozen, so the old connection's graceful close runs into its timeout). The old
+/// connection ending must not take the new one down with it: lines keep flowing both ways.
+#[tokio::test]
+async fn after_a_displacement_lines_keep_flowing_both_ways() {
+    let (_server, url) = common::signal_server().await;
+    let topic = "12".repeat(32);
+    let transport = ["--transport", "tcp"];
+    let dir = std::env::temp_dir().join(format!("mesh-displacement-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("restarted.key");
+    let keygen = std::process::Command::new(env!("CARGO_BIN_EXE_mesh"))
+        .args(["keygen", "--force", "--out"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let key_arg = ["--key", key_file.to_str().unwrap()];
+
+    let mut stayer = Peer::spawn(&url, &topic, &transport).await;
+    let old = Peer::spawn_with(&url, &topic, &transport, &key_arg).await;
+    let restarted_key = old.key.clone();
+    let first = stayer.wait(|e| e["event"] == "connected" && e["peer"] == restarted_key.as_str()).await;
+    let old_session = first["session"].as_str().unwrap().to_owned();
+
+    // The old process freezes (its sockets stay open); the same key comes back as a new process.
+    send_signal(&old.child, "STOP");
+    let mut restarted = Peer::spawn_with(&url, &topic, &transport, &key_arg).await;
+    restarted.wait_connected(std::slice::from_ref(&stayer.key)).await;
+    stayer
+        .wait(|e| {
+            e["event"] == "connected"
+                && e["peer"] == restarted_key.as_str()
+                && e["session"] != old_session.as_str()
+        })
+        .await;
+    // Only once the old connection has fully ended does the defect show.
+    stayer.wait(|e| e["event"] == "closed" && e["session"] == old_session.as_str()).await;
+
+    for n in 0..10 {
+        stayer.say(&format!("to the restarted peer {n}")).await;
+        restarted.say(&format!("to the stayer {n}")).await;
+    }
+    for n in 0..10 {
+        let heard = restarted.wait(|e| e["event"] == "message").await;
+        assert_eq!(heard["payload"], format!("to the restarted peer {n}"));
+        let heard = stayer.wait(|e| e["event"] == "message").await;
+        assert_eq!(heard["author"], restarted_key.as_str());
+        assert_eq!(heard["payload"], format!("to the stayer {n}"));
+    }
+
+    send_signal(&old.child, "KILL");
+    drop(old);
+    stayer.exit().await;
+    restarted.exit().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
