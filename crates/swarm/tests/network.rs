@@ -7,7 +7,9 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::{Client, MemoryNetwork, Signal};
-use mesh_swarm::{ConnectionInfo, Event, NetworkManager, Protocol, SwarmConfig, topology::FullyConnected};
+use mesh_swarm::{
+    ConnectionInfo, Event, NetworkManager, Protocol, ProtocolError, SwarmConfig, topology::FullyConnected,
+};
 use mesh_transport::{
     ByteStream, TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory,
     webrtc::WebRtcTransportFactory,
@@ -31,12 +33,14 @@ impl Protocol for Hello {
         info: ConnectionInfo,
         mut stream: ByteStream,
         close: CancellationToken,
-    ) -> Result<(), String> {
-        stream.write_all(info.own.as_bytes()).await.map_err(|e| e.to_string())?;
+    ) -> Result<(), ProtocolError> {
+        stream.write_all(info.own.as_bytes()).await.map_err(ProtocolError::new)?;
         let mut remote = [0u8; 32];
-        stream.read_exact(&mut remote).await.map_err(|e| e.to_string())?;
+        stream.read_exact(&mut remote).await.map_err(ProtocolError::new)?;
         if remote != *info.remote.as_bytes() {
-            return Err("the other side is not who the swarm said".into());
+            return Err(ProtocolError::new(std::io::Error::other(
+                "the other side is not who the swarm said",
+            )));
         }
         let _ = self.0.send((info.own, info.remote));
         let mut rest = [0u8; 1];

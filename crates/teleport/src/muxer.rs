@@ -16,6 +16,7 @@
 //! channel cannot starve the others.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -84,6 +85,26 @@ impl CloseReason {
         matches!(self, CloseReason::Local | CloseReason::Remote(_) | CloseReason::Eof)
     }
 }
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed"),
+            CloseReason::Remote(None) => f.write_str("closed by the remote"),
+            CloseReason::Remote(Some(error)) => write!(f, "closed by the remote: {error}"),
+            CloseReason::Eof => f.write_str("the byte stream ended without a close"),
+            CloseReason::Destroyed(None) => f.write_str("destroyed"),
+            CloseReason::Destroyed(Some(reason)) => write!(f, "destroyed: {reason}"),
+            CloseReason::Protocol(error) => write!(f, "protocol violation: {error}"),
+            CloseReason::Io(error) => write!(f, "transport failed: {error}"),
+            CloseReason::HeartbeatTimeout => f.write_str("heartbeats went unanswered"),
+        }
+    }
+}
+
+/// A close that is not [clean](CloseReason::is_clean) is an error, e.g. of a swarm's protocol;
+/// its message already includes any inner error's.
+impl std::error::Error for CloseReason {}
 
 /// Something the muxer reports to its owner.
 #[derive(Debug, Clone, PartialEq)]

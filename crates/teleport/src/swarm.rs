@@ -36,13 +36,14 @@ impl Protocol for TeleportProtocol {
         info: ConnectionInfo,
         stream: ByteStream,
         close: CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), mesh_swarm::ProtocolError> {
         let teleport = Teleport::new(stream, Params::new(info.initiator, info.own, info.remote));
         (self.setup)(&teleport);
         let reason = tokio::select! {
             () = close.cancelled() => teleport.close().await,
             reason = teleport.closed() => reason,
         };
-        if reason.is_clean() { Ok(()) } else { Err(format!("{reason:?}")) }
+        // The reason itself is the error (typed, with a Display): no Debug text leaves here.
+        if reason.is_clean() { Ok(()) } else { Err(mesh_swarm::ProtocolError::new(reason)) }
     }
 }
