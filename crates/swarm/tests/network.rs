@@ -2,101 +2,19 @@
 //! through the real signal server, with a small protocol that proves both ends talk.
 #![allow(clippy::unwrap_used)]
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+mod common;
 
-use async_trait::async_trait;
-use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
-use mesh_signal::{Client, MemoryNetwork, Signal};
-use mesh_swarm::{
-    ConnectionInfo, Event, NetworkManager, Protocol, ProtocolError, SwarmConfig, topology::FullyConnected,
-};
+use std::sync::Arc;
+
+use common::{Hello, PATIENCE, join_fully_connected, managers, topic};
+use mesh_keys::PublicKey;
+use mesh_signal::{Client, MemoryNetwork};
+use mesh_swarm::{Event, NetworkManager, topology::FullyConnected};
 use mesh_transport::{
-    ByteStream, TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory,
+    TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory,
     webrtc::WebRtcTransportFactory,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    sync::mpsc,
-};
-use tokio_util::sync::CancellationToken;
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Each side writes its key and reads the other's, reports the pair, then holds the connection
-/// until either side closes it.
-struct Hello(mpsc::UnboundedSender<(PublicKey, PublicKey)>);
-
-#[async_trait]
-impl Protocol for Hello {
-    async fn run(
-        &self,
-        info: ConnectionInfo,
-        mut stream: ByteStream,
-        close: CancellationToken,
-    ) -> Result<(), ProtocolError> {
-        stream.write_all(info.own.as_bytes()).await.map_err(ProtocolError::new)?;
-        let mut remote = [0u8; 32];
-        stream.read_exact(&mut remote).await.map_err(ProtocolError::new)?;
-        if remote != *info.remote.as_bytes() {
-            return Err(ProtocolError::new(std::io::Error::other(
-                "the other side is not who the swarm said",
-            )));
-        }
-        let _ = self.0.send((info.own, info.remote));
-        let mut rest = [0u8; 1];
-        tokio::select! {
-            () = close.cancelled() => Ok(()),
-            _ = stream.read(&mut rest) => Ok(()),
-        }
-    }
-}
-
-fn topic() -> DiscoveryKey {
-    DiscoveryKey::from_party(&Keypair::generate().public())
-}
-
-async fn wait_hellos(hellos: &mut mpsc::UnboundedReceiver<(PublicKey, PublicKey)>, keys: &[PublicKey]) {
-    let expected: BTreeSet<(PublicKey, PublicKey)> =
-        keys.iter().flat_map(|a| keys.iter().filter(move |b| *b != a).map(move |b| (*a, *b))).collect();
-    let mut seen = BTreeSet::new();
-    tokio::time::timeout(PATIENCE, async {
-        while seen != expected {
-            seen.insert(hellos.recv().await.expect("hello channel open"));
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {} of {} hellos", seen.len(), expected.len()));
-}
-
-async fn managers(
-    count: usize,
-    signal: impl Fn() -> Arc<dyn Signal>,
-    transports: Arc<dyn TransportFactory>,
-) -> Vec<NetworkManager> {
-    let mut managers = Vec::new();
-    for _ in 0..count {
-        let own = Keypair::generate().public();
-        managers.push(
-            NetworkManager::new(own, signal(), transports.clone(), SwarmConfig::default()).await.unwrap(),
-        );
-    }
-    managers
-}
-
-/// Joins every manager to one new topic, fully connected, and waits until every ordered pair said
-/// hello; returns the swarms and the managers' keys.
-async fn join_fully_connected(managers: &[NetworkManager]) -> (Vec<mesh_swarm::SwarmHandle>, Vec<PublicKey>) {
-    let (tx, mut hellos) = mpsc::unbounded_channel();
-    let protocol = Arc::new(Hello(tx));
-    let topic = topic();
-    let mut swarms = Vec::new();
-    for manager in managers {
-        swarms.push(manager.join(topic, Box::new(FullyConnected), protocol.clone()).await.unwrap());
-    }
-    let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
-    wait_hellos(&mut hellos, &keys).await;
-    (swarms, keys)
-}
+use tokio::sync::mpsc;
 
 #[tokio::test]
 async fn four_peers_connect_fully_over_the_in_memory_network() {
