@@ -9,7 +9,8 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use common::{
-    Hello, PATIENCE, join_fully_connected, manager, managers, pairs, topic, wait_hellos, wait_pairs,
+    Hello, PATIENCE, join_fully_connected, manager, managers, pairs, topic, wait_event, wait_hellos,
+    wait_pairs,
 };
 use mesh_keys::{Keypair, PublicKey};
 use mesh_proto::Struct;
@@ -156,17 +157,11 @@ async fn a_connection_whose_transport_falls_a_queue_behind_is_closed() {
     let mut events = high_swarm.events();
     let _low_swarm = low_manager.join(topic, Box::new(FullyConnected), protocol).await.unwrap();
     // The connect timeout is an hour: only the full queue can end the connection this soon.
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(Event::State { peer, state: ConnectionState::Aborted, .. }) = events.recv().await
-                && peer == low
-            {
-                return;
-            }
-        }
+    wait_event(&mut events, "the connection is aborted once its transport falls a queue behind", |event| {
+        matches!(event, Event::State { peer, state: ConnectionState::Aborted, .. } if peer == low)
+            .then_some(())
     })
-    .await
-    .expect("the connection is aborted once its transport falls a queue behind");
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -185,15 +180,11 @@ async fn a_swarm_message_beyond_the_in_flight_bound_fails_at_once() {
     let (first_signal, second_signal) = (network.client(), network.client());
     first_signal.join(topic, first).await.unwrap();
     second_signal.join(topic, second).await.unwrap();
-    let aborted = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(Event::State { peer, state: ConnectionState::Aborted, .. }) = events.recv().await {
-                return peer;
-            }
-        }
+    let aborted = wait_event(&mut events, "a connection aborts", |event| match event {
+        Event::State { peer, state: ConnectionState::Aborted, .. } => Some(peer),
+        _ => None,
     })
-    .await
-    .expect("a connection aborts");
+    .await;
     assert_eq!(
         aborted, second,
         "the offer to the second peer failed at once, before the first one's timed out"
@@ -249,17 +240,10 @@ async fn dropping_swarm_handles_and_managers_ends_every_task_they_started() {
     let topic = dropped.topic();
     drop(dropped);
     let gone = keys[2];
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(Event::Disconnected { peer, .. }) = events.recv().await
-                && peer == gone
-            {
-                return;
-            }
-        }
+    wait_event(&mut events, "the dropped swarm closes its connections", |event| {
+        matches!(event, Event::Disconnected { peer, .. } if peer == gone).then_some(())
     })
-    .await
-    .expect("the dropped swarm closes its connections");
+    .await;
     assert_eq!(
         members(&network, topic).await,
         keys[..2].iter().copied().collect(),

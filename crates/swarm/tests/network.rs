@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Hello, PATIENCE, join_fully_connected, managers, topic};
+use common::{Hello, PATIENCE, join_fully_connected, managers, topic, wait_event};
 use mesh_keys::PublicKey;
 use mesh_signal::{Client, MemoryNetwork};
 use mesh_swarm::{Event, NetworkManager, topology::FullyConnected};
@@ -28,17 +28,10 @@ async fn four_peers_connect_fully_over_the_in_memory_network() {
     let leaving = swarms.pop().unwrap();
     leaving.leave().await.unwrap();
     let gone = keys[3];
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(Event::Disconnected { peer, .. }) = events.recv().await
-                && peer == gone
-            {
-                return;
-            }
-        }
+    wait_event(&mut events, "the others see the peer that left disconnect", |event| {
+        matches!(event, Event::Disconnected { peer, .. } if peer == gone).then_some(())
     })
-    .await
-    .expect("the others see the peer that left disconnect");
+    .await;
 }
 
 #[tokio::test]

@@ -8,13 +8,13 @@ use async_trait::async_trait;
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Signal;
 use mesh_swarm::{
-    ConnectionInfo, NetworkManager, Protocol, ProtocolError, SwarmConfig, SwarmHandle,
+    ConnectionInfo, Event, NetworkManager, Protocol, ProtocolError, SwarmConfig, SwarmHandle,
     topology::FullyConnected,
 };
 use mesh_transport::{ByteStream, TransportFactory};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    sync::mpsc,
+    sync::{broadcast, mpsc},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -116,4 +116,23 @@ pub async fn join_fully_connected(managers: &[NetworkManager]) -> (Vec<SwarmHand
     let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
     wait_hellos(&mut hellos, &keys).await;
     (swarms, keys)
+}
+
+/// Waits for the first swarm event that `wanted` picks; panics with `what` after [`PATIENCE`].
+pub async fn wait_event<T>(
+    events: &mut broadcast::Receiver<Event>,
+    what: &str,
+    wanted: impl Fn(Event) -> Option<T>,
+) -> T {
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(event) = events.recv().await
+                && let Some(found) = wanted(event)
+            {
+                return found;
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no event: {what}"))
 }
