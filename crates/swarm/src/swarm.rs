@@ -22,7 +22,8 @@
 //! [`SwarmConfig::max_initiating`] places and never queue ahead of advertised peers. A declined
 //! stranger gets no answer (its answer timeout ends the attempt), so a flood of spoofed offers
 //! neither grows state nor makes this side send. Signals buffered before a connection's transport
-//! exists are capped in count and bytes, and every connection not yet up has a deadline.
+//! exists are capped in count and bytes, and every connection the remote knows of has a deadline
+//! until it is up (an initiation of ours waiting for a place has not sent its session anywhere).
 
 use std::{
     collections::{BTreeMap, VecDeque},
