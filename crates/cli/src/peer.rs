@@ -234,8 +234,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             },
             event = swarm_events.recv() => {
                 if let Ok(SwarmEvent::Disconnected { peer, reason }) = event {
-                    out.event(json!({"event": "disconnected", "peer": peer.to_hex(), "reason": format!("{reason:?}")}), || {
-                        format!("* disconnected from {} ({reason:?})", peer.short())
+                    out.event(json!({"event": "disconnected", "peer": peer.to_hex(), "reason": reason.to_string()}), || {
+                        format!("* disconnected from {} ({reason})", peer.short())
                     });
                 }
             }

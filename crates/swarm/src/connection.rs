@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use mesh_keys::PublicKey;
-use mesh_proto::Struct;
+use mesh_proto::{Message, Struct};
 use mesh_transport::{LinkAuth, NONCE_LEN};
 
 use crate::ConnectionState;
@@ -18,12 +18,15 @@ pub(crate) struct Connection {
     pub(crate) offer_id: Option<PublicKey>,
     /// Responder: the id of the offer to answer once the connection has a place.
     pub(crate) answer_to: Option<PublicKey>,
-    /// When the current step (answer, or transport) times out.
+    /// When the current step (a place among those being set up, the answer, or the transport)
+    /// times out.
     pub(crate) deadline: Option<Instant>,
     /// When the connection came up.
     pub(crate) connected_at: Option<Instant>,
-    /// Signals from the remote that arrived before the transport was opened.
-    pub(crate) incoming: Vec<Struct>,
+    /// Signals from the remote that arrived before the transport was opened, and their encoded
+    /// size in bytes; both are capped (see [`Connection::buffer_signal`]).
+    incoming: Vec<Struct>,
+    incoming_bytes: usize,
     /// Signals for the remote waiting for the next batch.
     pub(crate) outgoing: Vec<Struct>,
     pub(crate) flush_at: Option<Instant>,
@@ -45,6 +48,7 @@ impl Connection {
             deadline: None,
             connected_at: None,
             incoming: Vec::new(),
+            incoming_bytes: 0,
             outgoing: Vec::new(),
             flush_at: None,
             batch_delay,
@@ -71,7 +75,25 @@ impl Connection {
         matches!(self.state, ConnectionState::Connecting | ConnectionState::Connected)
     }
 
-    /// Queues an outgoing signal; returns true if a flush must be scheduled.
+    /// Holds a signal from the remote until the transport exists; false (and nothing held) if
+    /// that would make more than `max_count` signals or `max_bytes` encoded bytes.
+    pub(crate) fn buffer_signal(&mut self, payload: Struct, max_count: usize, max_bytes: usize) -> bool {
+        let bytes = self.incoming_bytes.saturating_add(payload.encoded_len());
+        if self.incoming.len() >= max_count || bytes > max_bytes {
+            return false;
+        }
+        self.incoming_bytes = bytes;
+        self.incoming.push(payload);
+        true
+    }
+
+    /// Takes the signals held until the transport exists.
+    pub(crate) fn take_buffered(&mut self) -> Vec<Struct> {
+        self.incoming_bytes = 0;
+        std::mem::take(&mut self.incoming)
+    }
+
+    /// Queues an outgoing signal and schedules a flush if none is.
     pub(crate) fn queue_signal(&mut self, now: Instant, payload: Struct) {
         self.outgoing.push(payload);
         if self.flush_at.is_none() {

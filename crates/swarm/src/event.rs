@@ -1,8 +1,12 @@
 //! What a swarm core asks its driver to do, and what it tells the application.
 
+use std::fmt;
+
 use mesh_keys::PublicKey;
 use mesh_proto::{Struct, dxos::mesh::swarm::SwarmMessage};
 use mesh_transport::LinkAuth;
+
+use crate::ConnectionError;
 
 /// The states of a connection (DXOS's, in the same order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +30,8 @@ pub enum ConnectionState {
 }
 
 /// Why a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The topology no longer wants it, or the swarm was left.
     Requested,
@@ -39,13 +44,39 @@ pub enum CloseReason {
     /// The remote left the swarm before the connection was up.
     PeerLeft,
     /// The transport or protocol ended, with this error if any.
-    Transport(Option<String>),
+    Transport(Option<ConnectionError>),
     /// A signaling message could not be delivered.
     Undeliverable,
+    /// The remote sent more signals than a connection holds before its transport exists
+    /// ([`SwarmConfig::max_buffered_signals`](crate::SwarmConfig::max_buffered_signals)).
+    SignalOverflow,
+}
+
+impl CloseReason {
+    /// Whether the connection ended by choice (this side's or the glare rules'), not by failing.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, CloseReason::Requested | CloseReason::Displaced)
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Requested => f.write_str("closed on request"),
+            CloseReason::Displaced => f.write_str("displaced by a newer connection to the same peer"),
+            CloseReason::Rejected => f.write_str("the remote refused the offer"),
+            CloseReason::Timeout => f.write_str("timed out"),
+            CloseReason::PeerLeft => f.write_str("the remote left the swarm"),
+            CloseReason::Transport(None) => f.write_str("the connection ended"),
+            CloseReason::Transport(Some(error)) => write!(f, "the connection failed: {error}"),
+            CloseReason::Undeliverable => f.write_str("a signaling message could not be delivered"),
+            CloseReason::SignalOverflow => f.write_str("the remote sent too many signals too early"),
+        }
+    }
 }
 
 /// Something an application following the swarm may want to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Event {
     /// A connection to `peer` is up.
     Connected {
@@ -73,7 +104,7 @@ pub enum Event {
 }
 
 /// What the swarm core asks its driver to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Output {
     /// Send `message` to `to` reliably. If it cannot be delivered, report it with
     /// [`Swarm::handle_undeliverable`](crate::Swarm::handle_undeliverable).

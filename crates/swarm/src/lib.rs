@@ -9,6 +9,7 @@
 mod config;
 mod connection;
 mod driver;
+mod error;
 mod event;
 mod limiter;
 mod network;
@@ -18,10 +19,11 @@ mod swarm;
 pub mod topology;
 
 pub use config::SwarmConfig;
+pub use error::ConnectionError;
 pub use event::{CloseReason, ConnectionState, Event, Output};
 pub use mesh_transport::ByteStream;
 pub use network::{NetworkManager, SwarmHandle};
-pub use protocol::{ConnectionInfo, Protocol};
+pub use protocol::{ConnectionInfo, Protocol, ProtocolError};
 pub use swarm::Swarm;
 
 /// A key whose 32 bytes are all `byte`: distinct per byte and ordered (also by XOR distance) as

@@ -28,6 +28,11 @@ impl Limiter {
         }
     }
 
+    /// Whether a request now would get a place at once.
+    pub(crate) fn has_room(&self) -> bool {
+        self.active.len() < self.max
+    }
+
     /// `session` is set up or gone; returns the (peer, session) pairs that got a place.
     pub(crate) fn done(&mut self, session: PublicKey) -> Vec<(PublicKey, PublicKey)> {
         self.active.retain(|active| *active != session);

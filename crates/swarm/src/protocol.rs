@@ -1,5 +1,7 @@
 //! What runs over every connection once its transport is up (Teleport, in a full stack).
 
+use std::{error::Error, sync::Arc};
+
 use async_trait::async_trait;
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_transport::ByteStream;
@@ -24,11 +26,35 @@ pub struct ConnectionInfo {
 #[async_trait]
 pub trait Protocol: Send + Sync {
     /// Runs over `stream` until the connection ends, by either side or by `close` being cancelled
-    /// (the swarm closing the connection). An error ends the connection as a failure.
+    /// (the swarm closing the connection). An error ends the connection as a failure; it reaches
+    /// the application in [`CloseReason::Transport`](crate::CloseReason::Transport).
     async fn run(
         &self,
         info: ConnectionInfo,
         stream: ByteStream,
         close: CancellationToken,
-    ) -> Result<(), String>;
+    ) -> Result<(), ProtocolError>;
+}
+
+/// Why a [`Protocol`] ended a connection in failure: the protocol's own error, kept whole (its
+/// message is this error's message; [`ProtocolError::downcast_ref`] gets it back).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct ProtocolError(Arc<dyn Error + Send + Sync + 'static>);
+
+impl ProtocolError {
+    /// Wraps a protocol's error.
+    pub fn new(error: impl Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The protocol's error.
+    pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// The protocol's error, if it is an `E`.
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
 }

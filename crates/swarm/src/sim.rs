@@ -20,9 +20,10 @@ use std::{
 
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_proto::{Struct, dxos::mesh::swarm::SwarmMessage};
+use mesh_transport::TransportError;
 use rand::{SeedableRng, rngs::SmallRng};
 
-use crate::{Event, Output, Swarm};
+use crate::{ConnectionError, Event, Output, Swarm};
 
 mod directory;
 pub mod model;
@@ -457,7 +458,8 @@ impl Sim {
             Delivery::Undeliverable { peer, session, .. } => swarm.handle_undeliverable(now, peer, session),
             Delivery::Connected { peer, session, .. } => swarm.handle_transport_connected(now, peer, session),
             Delivery::Closed { peer, session, .. } => {
-                swarm.handle_transport_closed(now, peer, session, Some("connection closed".into()));
+                let error = ConnectionError::Transport(TransportError::Closed);
+                swarm.handle_transport_closed(now, peer, session, Some(error));
             }
         }
     }

@@ -18,6 +18,17 @@
 //! higher key's offer is refused. Beyond DXOS: an offer from a peer this side believes connected,
 //! for another session, means the remote lost that connection (it restarted): the old one is
 //! replaced at once instead of lingering until it times out.
+//!
+//! Bounds: a remote can make the swarm hold only so much. A peer is tracked while signaling
+//! advertises it or while it has a connection, and at most [`SwarmConfig::max_peers`] peers are.
+//! An offer from a peer that is not tracked (a stranger: anyone who knows our key and the topic
+//! can send one) is accepted only if the topology wants it and a place among the connections
+//! being set up is free at once; it never waits for one, so strangers hold at most
+//! [`SwarmConfig::max_initiating`] places and never queue ahead of advertised peers. A declined
+//! stranger gets no answer (its answer timeout ends the attempt), so a flood of spoofed offers
+//! neither grows state nor makes this side send. Signals buffered before a connection's transport
+//! exists are capped in count and bytes, and every connection the remote knows of has a deadline
+//! until it is up (an initiation of ours waiting for a place has not sent its session anywhere).
 
 use std::{
     array::TryFromSliceError,
@@ -34,12 +45,14 @@ use mesh_transport::NONCE_LEN;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use crate::{
-    CloseReason, ConnectionState, Event, Output, SwarmConfig,
+    CloseReason, ConnectionError, ConnectionState, Event, Output, SwarmConfig,
     connection::Connection,
     limiter::Limiter,
     topology::{Action, SwarmState, Topology},
 };
 
+/// A peer the swarm tracks: one that signaling advertises, or that has a connection (an entry
+/// that is neither is removed at once, see `Swarm::forget_if_idle`).
 #[derive(Debug, Default)]
 struct Peer {
     /// The signal server says it is in the swarm.
@@ -111,6 +124,11 @@ impl Swarm {
         self.topic
     }
 
+    /// The timings and bounds this swarm runs with.
+    pub fn config(&self) -> &SwarmConfig {
+        &self.config
+    }
+
     /// Peers with a connection that is up.
     pub fn connected(&self) -> Vec<PublicKey> {
         self.peers
@@ -122,14 +140,23 @@ impl Swarm {
             .collect()
     }
 
+    /// How many peers the swarm tracks (at most [`SwarmConfig::max_peers`]).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     /// The state of the connection to `peer`, if there is one.
     pub fn connection_state(&self, peer: &PublicKey) -> Option<ConnectionState> {
         self.peers.get(peer).and_then(|p| p.connection.as_ref()).map(|c| c.state)
     }
 
-    /// Signaling reports `peer` in the swarm.
+    /// Signaling reports `peer` in the swarm. Ignored for a new peer while the swarm tracks
+    /// [`SwarmConfig::max_peers`] already.
     pub fn handle_peer_available(&mut self, now: Instant, peer: PublicKey) {
         if peer == self.own || self.left {
+            return;
+        }
+        if !self.peers.contains_key(&peer) && self.peers.len() >= self.config.max_peers {
             return;
         }
         self.peers.entry(peer).or_default().advertising = true;
@@ -162,9 +189,11 @@ impl Swarm {
                 }
             }
             Some(message_data::Payload::Answer(answer)) => self.answer(now, from, session, answer),
-            Some(message_data::Payload::Signal(signal)) => self.remote_signals(from, session, vec![signal]),
+            Some(message_data::Payload::Signal(signal)) => {
+                self.remote_signals(now, from, session, vec![signal])
+            }
             Some(message_data::Payload::SignalBatch(batch)) => {
-                self.remote_signals(from, session, batch.signals)
+                self.remote_signals(now, from, session, batch.signals)
             }
             None => {}
         }
@@ -210,7 +239,7 @@ impl Swarm {
         now: Instant,
         peer: PublicKey,
         session: PublicKey,
-        error: Option<String>,
+        error: Option<ConnectionError>,
     ) {
         if self.connection_mut(&peer, &session).is_some() {
             self.close(now, peer, CloseReason::Transport(error));
@@ -373,7 +402,7 @@ impl Swarm {
         let Some(connection) = self.peers.get_mut(&peer).and_then(|p| p.connection.as_mut()) else { return };
         connection.deadline = Some(now + self.config.connect_timeout);
         let (session, initiator, link) = (connection.session, connection.initiator, connection.link());
-        let buffered = std::mem::take(&mut connection.incoming);
+        let buffered = connection.take_buffered();
         self.outputs.push_back(Output::OpenTransport { peer, session, initiator, link });
         for payload in buffered {
             self.outputs.push_back(Output::SignalTransport { peer, session, payload });
@@ -390,12 +419,15 @@ impl Swarm {
     ) {
         // A nonce that is not 32 bytes makes the offer malformed, not merely unauthenticated.
         let Ok(remote_nonce) = link_nonce(&offer.link_nonce) else { return };
+        let Some(peer) = self.peers.get(&from) else {
+            self.stranger_offer(now, from, session, offer_id, remote_nonce);
+            return;
+        };
         let refuse = |swarm: &mut Self| {
             let answer =
                 Answer { accept: false, offer_message_id: Some(offer_id.into()), link_nonce: Vec::new() };
             swarm.send(from, session, message_data::Payload::Answer(answer));
         };
-        let peer = self.peers.entry(from).or_default();
         if let Some(existing) = &peer.connection {
             if existing.session == session {
                 // A resent copy of an offer already handled.
@@ -412,10 +444,45 @@ impl Swarm {
         let state = self.state(now);
         if !self.topology.on_offer(now, &state, from) {
             refuse(self);
+            self.forget_if_idle(from);
             return;
         }
+        self.accept(now, from, session, offer_id, remote_nonce);
+    }
+
+    /// An offer from a peer the swarm does not track. Accepted only if there is room for one
+    /// more peer, a place among the connections being set up is free now, and the topology
+    /// wants it; otherwise dropped without an answer (see the module docs).
+    fn stranger_offer(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        session: PublicKey,
+        offer_id: PublicKey,
+        remote_nonce: Option<[u8; NONCE_LEN]>,
+    ) {
+        if self.peers.len() >= self.config.max_peers || !self.limiter.has_room() {
+            return;
+        }
+        let state = self.state(now);
+        if self.topology.on_offer(now, &state, from) {
+            self.accept(now, from, session, offer_id, remote_nonce);
+        }
+    }
+
+    /// Takes `from`'s offer: a responder connection that answers once it has a place, and gives
+    /// up if it waits for one longer than the initiator waits for the answer.
+    fn accept(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        session: PublicKey,
+        offer_id: PublicKey,
+        remote_nonce: Option<[u8; NONCE_LEN]>,
+    ) {
         let mut connection = Connection::new(session, false, self.config.signal_batch_initial);
         connection.answer_to = Some(offer_id);
+        connection.deadline = Some(now + self.config.answer_timeout);
         connection.remote_nonce = remote_nonce;
         // Only a remote that sent a nonce gets one back; DXOS peers see the answers they expect.
         connection.own_nonce = if remote_nonce.is_some() { self.link_nonce() } else { None };
@@ -450,7 +517,9 @@ impl Swarm {
         }
     }
 
-    fn remote_signals(&mut self, from: PublicKey, session: PublicKey, signals: Vec<Signal>) {
+    fn remote_signals(&mut self, now: Instant, from: PublicKey, session: PublicKey, signals: Vec<Signal>) {
+        let (max_count, max_bytes) =
+            (self.config.max_buffered_signals, self.config.max_buffered_signal_bytes);
         // Signals for a session this side does not have are dropped.
         let Some(connection) = self.connection_mut(&from, &session) else { return };
         let payloads = signals.into_iter().filter_map(|signal| signal.payload);
@@ -458,8 +527,13 @@ impl Swarm {
             for payload in payloads {
                 self.outputs.push_back(Output::SignalTransport { peer: from, session, payload });
             }
-        } else {
-            connection.incoming.extend(payloads);
+            return;
+        }
+        for payload in payloads {
+            if !connection.buffer_signal(payload, max_count, max_bytes) {
+                self.close(now, from, CloseReason::SignalOverflow);
+                return;
+            }
         }
     }
 
@@ -471,14 +545,14 @@ impl Swarm {
         if connection.has_transport() {
             self.outputs.push_back(Output::CloseTransport { peer, session });
         }
-        let failed = !matches!(reason, CloseReason::Requested | CloseReason::Displaced);
+        let failed = !reason.is_clean();
         let final_state = if failed { ConnectionState::Aborted } else { ConnectionState::Closed };
         self.outputs.push_back(Output::Event(Event::State { peer, session, state: final_state }));
         let was_connected = connection.state == ConnectionState::Connected;
         if was_connected {
             self.outputs.push_back(Output::Event(Event::Disconnected { peer, reason: reason.clone() }));
         }
-        if reason != CloseReason::Displaced {
+        if !matches!(reason, CloseReason::Displaced) {
             let stable = connection
                 .connected_at
                 .is_some_and(|at| now.saturating_duration_since(at) >= self.config.stable_after);
@@ -488,10 +562,16 @@ impl Swarm {
                 backoff.get(state.failures.min(backoff.len().saturating_sub(1))).copied().unwrap_or_default();
             state.available_at = Some(now + delay);
         }
-        if !state.advertising && was_connected {
+        self.forget_if_idle(peer);
+        self.release(now, session);
+    }
+
+    /// Stops tracking `peer` if signaling does not advertise it and it has no connection: such
+    /// an entry would only be a remote's way to grow the map.
+    fn forget_if_idle(&mut self, peer: PublicKey) {
+        if self.peers.get(&peer).is_some_and(|p| !p.advertising && p.connection.is_none()) {
             self.peers.remove(&peer);
         }
-        self.release(now, session);
     }
 
     /// Frees `session`'s place among the connections being set up and lets waiting ones proceed.

@@ -6,47 +6,15 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Hello, PATIENCE, topic, wait_hellos};
+use common::{Hello, PATIENCE, join_fully_connected, managers, topic, wait_event};
 use mesh_keys::{Keypair, PublicKey};
-use mesh_signal::{Client, MemoryNetwork, Signal};
-use mesh_swarm::{Event, NetworkManager, SwarmConfig, topology::FullyConnected};
+use mesh_signal::{Client, MemoryNetwork};
+use mesh_swarm::{Event, NetworkManager, topology::FullyConnected};
 use mesh_transport::{
     TransportFactory, memory::MemoryTransportFactory, tcp::TcpTransportFactory,
     webrtc::WebRtcTransportFactory,
 };
 use tokio::sync::mpsc;
-
-/// `count` managers, each with a new key pair, its own signaling and the transports
-/// `transports` makes for that key pair.
-async fn managers(
-    count: usize,
-    signal: impl Fn() -> Arc<dyn Signal>,
-    transports: impl Fn(&Keypair) -> Arc<dyn TransportFactory>,
-) -> Vec<NetworkManager> {
-    let mut managers = Vec::new();
-    for _ in 0..count {
-        let pair = Keypair::generate();
-        let manager =
-            NetworkManager::new(pair.public(), signal(), transports(&pair), SwarmConfig::default()).await;
-        managers.push(manager.unwrap());
-    }
-    managers
-}
-
-/// Joins every manager to one new topic, fully connected, and waits until every ordered pair said
-/// hello; returns the swarms and the managers' keys.
-async fn join_fully_connected(managers: &[NetworkManager]) -> (Vec<mesh_swarm::SwarmHandle>, Vec<PublicKey>) {
-    let (tx, mut hellos) = mpsc::unbounded_channel();
-    let protocol = Arc::new(Hello(tx));
-    let topic = topic();
-    let mut swarms = Vec::new();
-    for manager in managers {
-        swarms.push(manager.join(topic, Box::new(FullyConnected), protocol.clone()).await.unwrap());
-    }
-    let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
-    wait_hellos(&mut hellos, &keys).await;
-    (swarms, keys)
-}
 
 #[tokio::test]
 async fn four_peers_connect_fully_over_the_in_memory_network() {
@@ -60,17 +28,10 @@ async fn four_peers_connect_fully_over_the_in_memory_network() {
     let leaving = swarms.pop().unwrap();
     leaving.leave().await.unwrap();
     let gone = keys[3];
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(Event::Disconnected { peer, .. }) = events.recv().await
-                && peer == gone
-            {
-                return;
-            }
-        }
+    wait_event(&mut events, "the others see the peer that left disconnect", |event| {
+        matches!(event, Event::Disconnected { peer, .. } if peer == gone).then_some(())
     })
-    .await
-    .expect("the others see the peer that left disconnect");
+    .await;
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ fn star_connects_leaves_only_to_the_centre() {
 #[test]
 fn simultaneous_origination_ends_with_one_connection_from_the_lower_key() {
     // Both sides initiate at once: no initiation delay for the higher key either.
-    let config = SwarmConfig { initiation_delay: Duration::ZERO, ..SwarmConfig::default() };
+    let config = SwarmConfig::default().with_initiation_delay(Duration::ZERO);
     let mut sim = sim();
     let (low, high) = (key(1), key(2));
     sim.join(swarm_with(low, Box::new(FullyConnected), config.clone()));
@@ -132,7 +132,7 @@ fn simultaneous_origination_ends_with_one_connection_from_the_lower_key() {
 #[test]
 fn the_lower_keys_offer_displaces_a_connection_in_progress() {
     // The higher key starts first; the lower key's offer arrives while it is being set up.
-    let config = SwarmConfig { initiation_delay: Duration::ZERO, ..SwarmConfig::default() };
+    let config = SwarmConfig::default().with_initiation_delay(Duration::ZERO);
     let mut sim = sim();
     let (low, high) = (key(1), key(2));
     sim.join(swarm_with(high, Box::new(FullyConnected), config.clone()));
@@ -239,7 +239,7 @@ fn connections_that_never_come_up_time_out_and_are_retried() {
 
 #[test]
 fn the_limiter_bounds_connections_being_set_up() {
-    let config = SwarmConfig { max_initiating: 2, ..SwarmConfig::default() };
+    let config = SwarmConfig::default().with_max_initiating(2);
     let mut sim = sim();
     let keys: Vec<PublicKey> = (1..=8).map(key).collect();
     for key in &keys {

@@ -131,6 +131,10 @@ impl CloseReason {
     }
 }
 
+/// A close that is not [clean](CloseReason::is_clean) is an error, e.g. of a swarm's protocol;
+/// its message already includes any inner error's.
+impl std::error::Error for CloseReason {}
+
 /// Something the muxer reports to its owner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {

@@ -36,7 +36,7 @@ impl Protocol for TeleportProtocol {
         info: ConnectionInfo,
         stream: ByteStream,
         close: CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), mesh_swarm::ProtocolError> {
         let params = Params { session: info.session, ..Params::new(info.initiator, info.own, info.remote) };
         let teleport = Teleport::new(stream, params);
         (self.setup)(&teleport);
@@ -44,6 +44,7 @@ impl Protocol for TeleportProtocol {
             () = close.cancelled() => teleport.close().await,
             reason = teleport.closed() => reason,
         };
-        if reason.is_clean() { Ok(()) } else { Err(format!("{reason:?}")) }
+        // The reason itself is the error (typed, with a Display): no Debug text leaves here.
+        if reason.is_clean() { Ok(()) } else { Err(mesh_swarm::ProtocolError::new(reason)) }
     }
 }
