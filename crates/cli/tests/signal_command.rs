@@ -2,7 +2,7 @@
 
 mod common;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -12,6 +12,16 @@ async fn serves_until_sigterm_then_closes_connections_and_exits_cleanly() {
     let (mut child, url) = common::signal_server().await;
     assert!(url.starts_with("ws://127.0.0.1:") && url.ends_with("/.well-known/dx/signal"), "{url}");
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // A ping answered means the server is serving this connection, not still setting it up.
+    ws.send(Message::Ping(b"up?".to_vec().into())).await.unwrap();
+    let pong = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(Ok(Message::Pong(_))) = ws.next().await {
+                return;
+            }
+        }
+    });
+    pong.await.expect("the server answers a ping");
 
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
