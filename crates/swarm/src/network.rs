@@ -1,33 +1,28 @@
 //! The network manager: one peer's swarms, over one signaling connection and one transport kind.
 //!
-//! Swarm messages (from the reliable messenger) and swarm events (from signaling) reach each
-//! topic's swarm through a route, one small function each, that never waits: a swarm whose input
-//! queue is full loses the input rather than holding up every other swarm. (The messenger has
-//! already acknowledged such a message, so it is lost; routing by topic in the messenger, with
-//! acknowledgements only for accepted messages, will replace `route_message`.)
+//! Each swarm reads its own feeds: a messenger listener that takes only its topic's swarm
+//! messages (acknowledged only once the swarm's queue took them, so a swarm that is behind gets
+//! them again from the sender's resends and never holds up another swarm) and its own receiver of
+//! signaling's events.
 //!
-//! The manager owns its tasks: the two routing tasks and every swarm's task end when the last
-//! clone of the manager (each [`SwarmHandle`] holds one) is dropped.
+//! The manager owns its tasks: every swarm's task ends when the last clone of the manager (each
+//! [`SwarmHandle`] holds one) is dropped.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_proto::{any, dxos::mesh::swarm::SwarmMessage};
-use mesh_signal::{Event as SignalEvent, Messenger, Signal, SignalError, SignalMessage};
+use mesh_signal::{Messenger, Signal, SignalError, SignalMessage};
 use mesh_transport::TransportFactory;
 use tokio::{
     sync::{broadcast, mpsc, oneshot},
     task::JoinSet,
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::{debug, warn};
 
 use crate::{
     Event, Protocol, Swarm, SwarmConfig,
-    driver::{Driver, INPUT_QUEUE, Input, Lifetime, Services, message_topic},
+    driver::{Driver, Feeds, INPUT_QUEUE, Input, Lifetime, Services, message_topic},
     topology::Topology,
 };
 
@@ -35,8 +30,6 @@ use crate::{
 const SWARM_MESSAGE_TYPE: &str = "dxos.mesh.swarm.SwarmMessage";
 /// Events buffered for each receiver of a swarm's events.
 const EVENT_CAPACITY: usize = 1024;
-
-type Routes = Arc<Mutex<HashMap<DiscoveryKey, mpsc::Sender<Input>>>>;
 
 /// One peer's swarms.
 #[derive(Clone)]
@@ -50,8 +43,7 @@ struct Shared {
     messenger: Messenger,
     transports: Arc<dyn TransportFactory>,
     config: SwarmConfig,
-    routes: Routes,
-    /// The routing tasks and every swarm's task; dropped (so aborted) with the last manager.
+    /// Every swarm's task; dropped (so aborted) with the last manager.
     tasks: Mutex<JoinSet<()>>,
 }
 
@@ -93,17 +85,10 @@ impl SwarmHandle {
     pub async fn leave(mut self) -> Result<(), SignalError> {
         let shared = &self.manager.shared;
         let result = shared.signal.leave(self.topic, shared.own).await;
-        self.manager.remove_route(self.topic, &self.inputs);
         let _ = self.inputs.send(Input::Leave).await;
         // Either the task said it ended or it is gone: both mean done.
         let _ = (&mut self.done).await;
         result
-    }
-}
-
-impl Drop for SwarmHandle {
-    fn drop(&mut self) {
-        self.manager.remove_route(self.topic, &self.inputs);
     }
 }
 
@@ -117,13 +102,9 @@ impl NetworkManager {
         config: SwarmConfig,
     ) -> Result<Self, SignalError> {
         let messenger = Messenger::new(signal.clone());
-        let messages = messenger.listen(own, Some(SWARM_MESSAGE_TYPE)).await?;
-        let routes: Routes = Arc::default();
-        let mut tasks = JoinSet::new();
-        tasks.spawn(route_messages(messages, routes.clone()));
-        tasks.spawn(route_swarm_events(signal.events(), routes.clone()));
-        let tasks = Mutex::new(tasks);
-        Ok(Self { shared: Arc::new(Shared { own, signal, messenger, transports, config, routes, tasks }) })
+        signal.subscribe(own).await?;
+        let tasks = Mutex::new(JoinSet::new());
+        Ok(Self { shared: Arc::new(Shared { own, signal, messenger, transports, config, tasks }) })
     }
 
     /// This peer.
@@ -150,28 +131,28 @@ impl NetworkManager {
             transports: shared.transports.clone(),
             protocol,
         };
+        // Subscribed before joining, so the swarm hears every member signaling announces.
+        let feeds = Feeds {
+            messages: shared
+                .messenger
+                .listen_where(shared.own, Some(SWARM_MESSAGE_TYPE), move |message| is_for(topic, message))
+                .await?,
+            events: shared.signal.events(),
+        };
         let lifetime = Lifetime { stop: stop.clone(), done: done_sender };
-        let driver = Driver::new(swarm, services, (inputs.clone(), receiver), events.clone(), lifetime);
+        let driver =
+            Driver::new(swarm, services, (inputs.clone(), receiver), feeds, events.clone(), lifetime);
         {
             let mut tasks = lock(&shared.tasks);
             // Forget the swarms that ended since the last join.
             while tasks.try_join_next().is_some() {}
             tasks.spawn(driver.run());
         }
-        lock(&shared.routes).insert(topic, inputs.clone());
         let handle =
             SwarmHandle { topic, inputs, events, manager: self.clone(), _stop: stop.drop_guard(), done };
         // On failure the handle drops, which stops the swarm's task.
         shared.signal.join(topic, shared.own).await?;
         Ok(handle)
-    }
-
-    /// Removes `topic`'s route if it still leads to `inputs` (not to a later join of the topic).
-    fn remove_route(&self, topic: DiscoveryKey, inputs: &mpsc::Sender<Input>) {
-        let mut routes = lock(&self.shared.routes);
-        if routes.get(&topic).is_some_and(|route| route.same_channel(inputs)) {
-            routes.remove(&topic);
-        }
     }
 }
 
@@ -180,48 +161,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn route_messages(mut messages: mpsc::Receiver<SignalMessage>, routes: Routes) {
-    while let Some(message) = messages.recv().await {
-        route_message(&routes, message);
-    }
-}
-
-async fn route_swarm_events(mut events: broadcast::Receiver<SignalEvent>, routes: Routes) {
-    loop {
-        match events.recv().await {
-            Ok(event) => route_event(&routes, event),
-            Err(broadcast::error::RecvError::Lagged(missed)) => warn!(missed, "swarms fell behind signaling"),
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Hands a swarm message to the swarm of the topic it names.
-fn route_message(routes: &Routes, message: SignalMessage) {
-    let Ok(swarm_message) = any::decode_value::<SwarmMessage>(&message.payload) else {
-        debug!("dropped an undecodable swarm message");
-        return;
-    };
-    let Some(topic) = message_topic(&swarm_message) else { return };
-    if !deliver(routes, topic, Input::Message(message.author, swarm_message)) {
-        debug!(topic = %topic.short(), "a swarm is behind; dropped a swarm message for it");
-    }
-}
-
-/// Hands a peer's arrival or departure to the swarm of its topic.
-fn route_event(routes: &Routes, event: SignalEvent) {
-    let (topic, input) = match event {
-        SignalEvent::PeerAvailable { topic, peer, .. } => (topic, Input::Available(peer)),
-        SignalEvent::PeerLeft { topic, peer } => (topic, Input::Left(peer)),
-        _ => return,
-    };
-    if !deliver(routes, topic, input) {
-        warn!(topic = %topic.short(), "a swarm is behind; dropped a membership event for it");
-    }
-}
-
-/// Queues `input` for `topic`'s swarm without waiting; false if the swarm's queue is full.
-fn deliver(routes: &Routes, topic: DiscoveryKey, input: Input) -> bool {
-    let Some(inputs) = lock(routes).get(&topic).cloned() else { return true };
-    !matches!(inputs.try_send(input), Err(mpsc::error::TrySendError::Full(_)))
+/// Whether `message` is a swarm message of `topic`.
+fn is_for(topic: DiscoveryKey, message: &SignalMessage) -> bool {
+    any::decode_value::<SwarmMessage>(&message.payload)
+        .is_ok_and(|swarm| message_topic(&swarm) == Some(topic))
 }

@@ -153,26 +153,61 @@ impl Swarm {
     /// Signaling reports `peer` in the swarm. Ignored for a new peer while the swarm tracks
     /// [`SwarmConfig::max_peers`] already.
     pub fn handle_peer_available(&mut self, now: Instant, peer: PublicKey) {
-        if peer == self.own || self.left {
-            return;
+        if self.mark_available(peer) {
+            self.update(now);
         }
-        if !self.peers.contains_key(&peer) && self.peers.len() >= self.config.max_peers {
-            return;
-        }
-        self.peers.entry(peer).or_default().advertising = true;
-        self.update(now);
     }
 
     /// Signaling reports `peer` gone. A connection still being set up is dropped with it; one that
     /// is up stays until it ends.
     pub fn handle_peer_left(&mut self, now: Instant, peer: PublicKey) {
-        let Some(state) = self.peers.get_mut(&peer) else { return };
+        if self.mark_left(now, peer) {
+            self.update(now);
+        }
+    }
+
+    /// Signaling's whole view of the topic, for a driver that missed some of its events: peers
+    /// advertised here but absent from `members` left, and every member is available.
+    pub fn handle_members(&mut self, now: Instant, members: &[PublicKey]) {
+        let members: std::collections::BTreeSet<&PublicKey> = members.iter().collect();
+        let gone: Vec<PublicKey> = self
+            .peers
+            .iter()
+            .filter(|(key, peer)| peer.advertising && !members.contains(key))
+            .map(|(key, _)| *key)
+            .collect();
+        for peer in gone {
+            self.mark_left(now, peer);
+        }
+        for peer in members {
+            self.mark_available(*peer);
+        }
+        self.update(now);
+    }
+
+    /// Records that signaling advertises `peer`; false if it is ignored (ourselves, after
+    /// leaving, or a new peer beyond [`SwarmConfig::max_peers`]).
+    fn mark_available(&mut self, peer: PublicKey) -> bool {
+        if peer == self.own || self.left {
+            return false;
+        }
+        if !self.peers.contains_key(&peer) && self.peers.len() >= self.config.max_peers {
+            return false;
+        }
+        self.peers.entry(peer).or_default().advertising = true;
+        true
+    }
+
+    /// Records that signaling no longer advertises `peer`, dropping a connection still being set
+    /// up; false if the peer was not tracked.
+    fn mark_left(&mut self, now: Instant, peer: PublicKey) -> bool {
+        let Some(state) = self.peers.get_mut(&peer) else { return false };
         state.advertising = false;
         if state.connection.as_ref().is_none_or(Connection::establishing) {
             self.close(now, peer, CloseReason::PeerLeft);
             self.peers.remove(&peer);
         }
-        self.update(now);
+        true
     }
 
     /// A swarm message from `from` (already checked to be for this topic).

@@ -1,5 +1,11 @@
 //! The task that runs one [`Swarm`] on real signaling, messaging and transports.
 //!
+//! Each swarm reads its own inputs: the messenger listener that takes only its topic's swarm
+//! messages (a message it cannot take is not acknowledged, so the sender resends it, and one
+//! swarm never holds up another's) and its own receiver of signaling's events. If that receiver
+//! falls behind and misses events, the swarm resubscribes, asks signaling for the topic's whole
+//! membership ([`Signal::members`]), applies it, and only then the events that came after.
+//!
 //! The loop never awaits anything a peer controls: it waits only for its inputs, its timer, and
 //! the tasks it owns. Each connection has its own task (`connection.rs`) that runs the
 //! transport and the protocol and hands the remote's signals to the transport from a bounded
@@ -15,7 +21,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use mesh_keys::{DiscoveryKey, PublicKey};
 use mesh_proto::{Struct, any, dxos::mesh::swarm::SwarmMessage};
-use mesh_signal::{Messenger, Signal};
+use mesh_signal::{Event as SignalEvent, Messenger, Signal, SignalError, SignalMessage};
 use mesh_transport::{LinkAuth, SignalSink, TransportFactory, TransportOptions};
 use tokio::{
     sync::{broadcast, mpsc, oneshot},
@@ -28,12 +34,9 @@ use tracing::{debug, warn};
 use self::connection::ConnectionTask;
 use crate::{ConnectionError, ConnectionInfo, Event, Output, Protocol, Swarm};
 
-/// What reaches a swarm's task.
+/// What the swarm's own tasks and handle tell its loop.
 #[derive(Debug)]
 pub(crate) enum Input {
-    Available(PublicKey),
-    Left(PublicKey),
-    Message(PublicKey, SwarmMessage),
     TransportSignal(PublicKey, PublicKey, Struct),
     Connected(PublicKey, PublicKey),
     Closed(PublicKey, PublicKey, Option<ConnectionError>),
@@ -60,6 +63,14 @@ pub(crate) struct Services {
     pub(crate) protocol: Arc<dyn Protocol>,
 }
 
+/// What a swarm hears from signaling and the messenger, for its topic only.
+pub(crate) struct Feeds {
+    /// Swarm messages for this topic (a messenger listener filtered by topic).
+    pub(crate) messages: mpsc::Receiver<SignalMessage>,
+    /// Signaling's events (all topics; the loop keeps its own).
+    pub(crate) events: broadcast::Receiver<SignalEvent>,
+}
+
 /// How a swarm's task learns to stop, and how it says it stopped.
 pub(crate) struct Lifetime {
     /// Cancelled when the application dropped its handle without leaving.
@@ -83,6 +94,12 @@ pub(crate) struct Driver {
     /// For the tasks this driver spawns to report back.
     feedback: mpsc::Sender<Input>,
     events: broadcast::Sender<Event>,
+    feeds: Feeds,
+    /// A membership snapshot being fetched after signaling events were missed; events wait
+    /// until it is applied.
+    resync: JoinSet<Result<Vec<PublicKey>, SignalError>>,
+    /// Signaling's event stream ended (its last handle is gone).
+    signaling_gone: bool,
     stop: CancellationToken,
     _done: oneshot::Sender<()>,
     open: HashMap<(PublicKey, PublicKey), OpenConnection>,
@@ -101,6 +118,7 @@ impl Driver {
         swarm: Swarm,
         services: Services,
         (feedback, inputs): (mpsc::Sender<Input>, mpsc::Receiver<Input>),
+        feeds: Feeds,
         events: broadcast::Sender<Event>,
         lifetime: Lifetime,
     ) -> Self {
@@ -110,6 +128,9 @@ impl Driver {
             inputs,
             feedback,
             events,
+            feeds,
+            resync: JoinSet::new(),
+            signaling_gone: false,
             stop: lifetime.stop,
             _done: lifetime.done,
             open: HashMap::new(),
@@ -129,6 +150,18 @@ impl Driver {
                     Some(input) => self.handle(input),
                 },
                 () = self.stop.cancelled() => break true,
+                Some(message) = self.feeds.messages.recv() => self.handle_message(message),
+                event = self.feeds.events.recv(), if self.resync.is_empty() && !self.signaling_gone => {
+                    match event {
+                        Ok(event) => self.handle_signal_event(event),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => self.start_resync(missed),
+                        // The swarm keeps its connections until it is left.
+                        Err(broadcast::error::RecvError::Closed) => self.signaling_gone = true,
+                    }
+                }
+                Some(members) = self.resync.join_next(), if !self.resync.is_empty() => {
+                    self.finish_resync(members);
+                }
                 Some(sent) = self.sends.join_next(), if !self.sends.is_empty() => {
                     if let Ok(Some((peer, session))) = sent {
                         self.swarm.handle_undeliverable(now(), peer, session);
@@ -150,12 +183,54 @@ impl Driver {
         self.shut_down(dropped).await;
     }
 
+    /// A swarm message the messenger took for this topic.
+    fn handle_message(&mut self, message: SignalMessage) {
+        match any::decode_value::<SwarmMessage>(&message.payload) {
+            Ok(swarm_message) => self.swarm.handle_message(now(), message.author, swarm_message),
+            Err(err) => debug!(%err, "dropped an undecodable swarm message"),
+        }
+    }
+
+    /// A peer's arrival or departure, if it is in this swarm's topic.
+    fn handle_signal_event(&mut self, event: SignalEvent) {
+        let topic = self.swarm.topic();
+        match event {
+            SignalEvent::PeerAvailable { topic: t, peer, .. } if t == topic => {
+                self.swarm.handle_peer_available(now(), peer)
+            }
+            SignalEvent::PeerLeft { topic: t, peer } if t == topic => {
+                self.swarm.handle_peer_left(now(), peer)
+            }
+            _ => {}
+        }
+    }
+
+    /// Signaling events were missed: follow the events from now on, but apply them only after
+    /// the whole membership, fetched now. (Events between the new subscription and the snapshot
+    /// are in both; applying them again after it leaves the same membership.)
+    fn start_resync(&mut self, missed: u64) {
+        let topic = self.swarm.topic();
+        warn!(topic = %topic.short(), missed, "missed signaling events; resynchronising the membership");
+        self.feeds.events = self.services.signal.events();
+        let signal = self.services.signal.clone();
+        self.resync.spawn(async move { signal.members(topic).await });
+    }
+
+    fn finish_resync(
+        &mut self,
+        members: Result<Result<Vec<PublicKey>, SignalError>, tokio::task::JoinError>,
+    ) {
+        match members {
+            Ok(Ok(members)) => self.swarm.handle_members(now(), &members),
+            // Signaling is closing; the events that follow (if any) are all there is.
+            Ok(Err(err)) => debug!(%err, "no membership snapshot"),
+            Err(err) => warn!(%err, "the membership snapshot task failed"),
+        }
+    }
+
     fn handle(&mut self, input: Input) {
         let now = now();
         match input {
-            Input::Available(peer) => self.swarm.handle_peer_available(now, peer),
-            Input::Left(peer) => self.swarm.handle_peer_left(now, peer),
-            Input::Message(from, message) => self.swarm.handle_message(now, from, message),
             Input::TransportSignal(peer, session, payload) => {
                 self.swarm.handle_transport_signal(now, peer, session, payload);
             }
@@ -181,6 +256,7 @@ impl Driver {
         // Connection tasks report back through the inputs; nobody reads them any more.
         self.inputs.close();
         self.sends.abort_all();
+        self.resync.abort_all();
         for connection in self.open.values() {
             connection.close.cancel();
         }
