@@ -11,6 +11,10 @@
 //! the server) and once on a current-thread runtime of their own, the closer match to Node's one
 //! event loop. Figures are the median and the minimum over the rounds, the Node process's CPU
 //! time per round, and the signal messages the server relayed per peer until the swarm formed.
+//!
+//! Links between mesh peers are plain TCP in the main table, like DXOS's; one more set of
+//! multi-worker rounds per size uses authenticated links (each end proves its key before
+//! Teleport starts, as `mesh peer` does), reported as its own row and as a ratio to plain.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -75,8 +79,17 @@ async fn wait_drained(server: &Server, count: u64) {
     .await;
 }
 
+/// How mesh peers' TCP links are made.
+#[derive(Clone, Copy)]
+enum Links {
+    /// As DXOS's: the first connection is taken.
+    Plain,
+    /// Each end proves its key first (mesh's link authentication).
+    Authenticated,
+}
+
 /// N mesh peers, each with its own signal client, join one topic at once.
-async fn rust_round(server: &Server, n: usize) -> Result<Round> {
+async fn rust_round(server: &Server, n: usize, links: Links) -> Result<Round> {
     let url = server.url();
     let base = server.stats().connections;
     let mut managers = Vec::with_capacity(n);
@@ -86,8 +99,10 @@ async fn rust_round(server: &Server, n: usize) -> Result<Round> {
         let manager = NetworkManager::new(
             pair.public(),
             Arc::new(client),
-            // Authenticated links, as `mesh peer` makes them.
-            Arc::new(TcpTransportFactory::default().with_identity(pair)),
+            Arc::new(match links {
+                Links::Plain => TcpTransportFactory::default(),
+                Links::Authenticated => TcpTransportFactory::default().with_identity(pair),
+            }),
             SwarmConfig::default(),
         )
         .await?;
@@ -156,7 +171,7 @@ fn rust_round_one_thread(server: &Server, n: usize) -> Result<Round> {
         scope
             .spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(rust_round(server, n))
+                runtime.block_on(rust_round(server, n, Links::Plain))
             })
             .join()
             .map_err(|_| anyhow::anyhow!("the single-threaded round panicked"))?
@@ -294,13 +309,19 @@ fn main() -> Result<()> {
         for n in SIZES {
             let mut rust = Vec::with_capacity(rounds);
             let mut single = Vec::with_capacity(rounds);
+            let mut authenticated = Vec::with_capacity(rounds);
             for _ in 0..rounds {
-                rust.push(rust_round(&server, n).await?);
+                rust.push(rust_round(&server, n, Links::Plain).await?);
                 // This blocks the thread that drives `block_on`, not a worker: the server keeps running.
                 single.push(rust_round_one_thread(&server, n)?);
+                authenticated.push(rust_round(&server, n, Links::Authenticated).await?);
             }
             println!("N={n:>2} mesh rounds, {threads} workers (ms, process CPU ms incl. server): {}", rounds_text(&rust));
             println!("N={n:>2} mesh rounds, 1 thread (ms, process CPU ms incl. server):  {}", rounds_text(&single));
+            println!(
+                "N={n:>2} mesh rounds, {threads} workers, authenticated links (ms, CPU ms): {}",
+                rounds_text(&authenticated)
+            );
             let js = match &js_dir {
                 Some(dir) => {
                     let mut js = Vec::with_capacity(rounds);
@@ -322,7 +343,7 @@ fn main() -> Result<()> {
                 }
                 None => None,
             };
-            rows.push((n, summarize(&single), summarize(&rust), js));
+            rows.push((n, summarize(&single), summarize(&rust), summarize(&authenticated), js));
         }
 
         let stats = server.stats();
@@ -341,7 +362,7 @@ fn main() -> Result<()> {
             "", "median / min", "median / min", "median / min", "1 thr | multi", "mesh | DXOS"
         );
         let pair = |s: &Summary| format!("{:.0} / {:.0}", s.median_ms, s.min_ms);
-        for (n, single, rust, js) in &rows {
+        for (n, single, rust, _, js) in &rows {
             let (js_text, ratio, js_relayed) = match js {
                 Some(js) => (
                     pair(js),
@@ -363,6 +384,15 @@ fn main() -> Result<()> {
             "(ratios are median to median; signal msgs/peer = the server's messages_relayed from the start of the joins \
              to formation / N, median of the multi-worker mesh rounds and of the DXOS rounds)"
         );
+        println!();
+        println!("authenticated links ({threads} workers), median / min ms, and median against plain links:");
+        for (n, _, plain, authenticated, _) in &rows {
+            println!(
+                "{n:>3} | {:>18} | {:.2}x plain",
+                pair(authenticated),
+                authenticated.median_ms / plain.median_ms
+            );
+        }
         println!(
             "server totals: rate_limited {}, messages_dropped {}, frames_rejected {}",
             stats.rate_limited, stats.messages_dropped, stats.frames_rejected

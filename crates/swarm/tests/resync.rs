@@ -14,7 +14,11 @@ use mesh_transport::memory::MemoryTransportFactory;
 use tokio::sync::{broadcast, mpsc};
 
 /// Whether the swarm starts a connection to `peer` within `window` of virtual time.
-async fn tries_to_connect(events: &mut broadcast::Receiver<Event>, peer: PublicKey, window: Duration) -> bool {
+async fn tries_to_connect(
+    events: &mut broadcast::Receiver<Event>,
+    peer: PublicKey,
+    window: Duration,
+) -> bool {
     let attempt = async {
         loop {
             match events.recv().await {
@@ -44,7 +48,10 @@ async fn a_swarm_that_missed_a_peer_left_resynchronises_and_stops_trying_it() {
 
     let others = network.client();
     others.join(topic, centre).await.unwrap();
-    assert!(tries_to_connect(&mut events, centre, Duration::from_secs(30)).await, "the leaf tries its centre");
+    assert!(
+        tries_to_connect(&mut events, centre, Duration::from_secs(30)).await,
+        "the leaf tries its centre"
+    );
 
     // No await yields in between: the swarm's task does not run until the burst is over.
     others.leave(topic, centre).await.unwrap();
