@@ -1,0 +1,171 @@
+//! A doorway for fuzz targets and property tests (feature `fuzzing`; not a stable API).
+//!
+//! [`Harness`] runs several connections' [`Session`]s on one real [`Hub`] without sockets: frames
+//! go to `Session::handle`, and what the hub queues for a connection comes out through
+//! `Session::outbound`, the way the connection task moves both. A connection closed for breaking
+//! the protocol or for overload is replaced by a fresh one, as a reconnecting client would be.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    AuthPolicy, Limits, Stats,
+    hub::{Endpoint, Hub, Outbound},
+    metrics::Metrics,
+    session::Session,
+};
+
+/// The host name sessions of a harness believe they were reached at.
+const HOST: &str = "signal.invalid";
+
+/// How much one session holds, with the caps it must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSizes {
+    /// Open Join streams.
+    pub joins: usize,
+    /// Open inbox streams.
+    pub inboxes: usize,
+    /// Keys the session proved.
+    pub proven: usize,
+    /// Challenges waiting for an answer.
+    pub challenges: usize,
+    /// The most challenges that may wait at once.
+    pub max_challenges: usize,
+}
+
+/// What a frame (or a drain of the outbound queue) did to its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// The frames the connection writes to its client, in order.
+    Frames(Vec<Vec<u8>>),
+    /// The connection was closed (a protocol violation, or a full send queue); a fresh one took
+    /// its place.
+    Closed,
+}
+
+struct Connection {
+    session: Session,
+    outbound: mpsc::Receiver<Outbound>,
+    overloaded: Arc<AtomicBool>,
+}
+
+/// Several connections' sessions on one hub, on a clock the caller advances.
+pub struct Harness {
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    policy: AuthPolicy,
+    limits: Limits,
+    start: Instant,
+    elapsed: Duration,
+    wall: SystemTime,
+    next_conn: u64,
+    connections: Vec<Connection>,
+}
+
+impl Harness {
+    /// `connections` connections (at least one) under `policy` and `limits`.
+    pub fn new(connections: usize, policy: AuthPolicy, limits: Limits) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let mut harness = Self {
+            hub: Hub::new(metrics.clone()),
+            metrics,
+            policy,
+            limits,
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            next_conn: 0,
+            connections: Vec::new(),
+        };
+        harness.connections = (0..connections.max(1)).map(|_| harness.connect()).collect();
+        harness
+    }
+
+    /// How many connections there are; connection indexes are taken modulo this.
+    pub fn connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// The limits the sessions run with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Moves the clock on.
+    pub fn advance(&mut self, by: Duration) {
+        self.elapsed = self.elapsed.saturating_add(by);
+    }
+
+    /// Feeds one WebSocket message from the client of connection `conn`.
+    pub fn handle(&mut self, conn: usize, frame: &[u8]) -> Handled {
+        let index = conn % self.connections.len();
+        let (now, wall) = (self.start + self.elapsed, self.wall + self.elapsed);
+        let result = self.connections[index].session.handle(frame, now, wall, &self.hub, &self.metrics);
+        match result {
+            Ok(frames) => Handled::Frames(frames),
+            Err(_) => {
+                self.metrics.frames_rejected.inc();
+                self.reconnect(index);
+                Handled::Closed
+            }
+        }
+    }
+
+    /// Takes what the hub queued for connection `conn`, as its task would write it.
+    pub fn drain(&mut self, conn: usize) -> Handled {
+        let index = conn % self.connections.len();
+        let connection = &mut self.connections[index];
+        // The task checks for overload before it reads its queue.
+        if connection.overloaded.load(Ordering::Relaxed) {
+            self.reconnect(index);
+            return Handled::Closed;
+        }
+        let mut frames = Vec::new();
+        while let Ok(outbound) = connection.outbound.try_recv() {
+            frames.extend(connection.session.outbound(outbound));
+        }
+        Handled::Frames(frames)
+    }
+
+    /// Closes connection `conn` as a client hanging up would, and opens a fresh one in its place.
+    pub fn reconnect(&mut self, conn: usize) {
+        let index = conn % self.connections.len();
+        let fresh = self.connect();
+        let mut old = std::mem::replace(&mut self.connections[index], fresh);
+        old.session.close(&self.hub);
+    }
+
+    /// Closes every connection; fresh ones take their places.
+    pub fn reconnect_all(&mut self) {
+        for index in 0..self.connections.len() {
+            self.reconnect(index);
+        }
+    }
+
+    /// How much connection `conn`'s session holds.
+    pub fn sizes(&self, conn: usize) -> SessionSizes {
+        self.connections[conn % self.connections.len()].session.sizes()
+    }
+
+    /// The server's metrics (topics and members count what the hub holds).
+    pub fn stats(&self) -> Stats {
+        self.metrics.snapshot()
+    }
+
+    fn connect(&mut self) -> Connection {
+        let (tx, outbound) = mpsc::channel(self.limits.send_queue.max(1));
+        let overloaded = Arc::new(AtomicBool::new(false));
+        let endpoint = Endpoint { conn: self.next_conn, tx, overloaded: overloaded.clone() };
+        self.next_conn += 1;
+        let now = self.start + self.elapsed;
+        let session = Session::new(endpoint, HOST.to_owned(), self.policy, self.limits.clone(), now);
+        Connection { session, outbound, overloaded }
+    }
+}

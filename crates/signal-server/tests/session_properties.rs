@@ -1,0 +1,203 @@
+//! Random client frames into the server's sessions (several connections on one real hub): nothing
+//! panics, every reply is a well-formed frame, no session holds more than its limits allow, and
+//! once every connection is gone the hub holds nothing.
+
+use std::time::Duration;
+
+use mesh_proto::{
+    Any, Message, any,
+    dxos::{
+        mesh::signal::{self, JoinRequest, ReceptionRequest},
+        rpc::{Request, RpcMessage, StreamClose, rpc_message},
+    },
+    mesh::v1::{AuthenticateRequest, ChallengeRequest},
+};
+use mesh_signal_server::{
+    AuthPolicy, Limits, RateLimit,
+    fuzzing::{Handled, Harness},
+};
+use proptest::{collection::vec, prelude::*};
+
+const CONNECTIONS: usize = 3;
+
+/// A key from a small pool, so that connections meet in topics and inboxes; the last ones have
+/// lengths the server refuses.
+fn key(index: u8) -> Vec<u8> {
+    match index % 8 {
+        6 => Vec::new(),
+        7 => vec![7; 65],
+        n => vec![n; 32],
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Frame {
+    Join { id: i32, topic: u8, peer: u8 },
+    Receive { id: i32, peer: u8 },
+    Send { id: i32, author: u8, recipient: u8, payload: Vec<u8> },
+    Challenge { id: i32, peer: u8 },
+    Authenticate { id: i32, peer: u8, signature: Vec<u8> },
+    Unknown { id: i32, method: String, payload: Vec<u8> },
+    StreamClose { id: i32 },
+    Open,
+    Raw(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Frame { conn: usize, frame: Frame },
+    Drain { conn: usize },
+    Reconnect { conn: usize },
+    Advance { millis: u64 },
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    // Few stream ids, so that duplicates and closes hit open streams.
+    let id = 0..6i32;
+    prop_oneof![
+        4 => (id.clone(), any::<u8>(), any::<u8>()).prop_map(|(id, topic, peer)| Frame::Join { id, topic, peer }),
+        2 => (id.clone(), any::<u8>()).prop_map(|(id, peer)| Frame::Receive { id, peer }),
+        3 => (id.clone(), any::<u8>(), any::<u8>(), vec(any::<u8>(), 0..16))
+            .prop_map(|(id, author, recipient, payload)| Frame::Send { id, author, recipient, payload }),
+        1 => (id.clone(), any::<u8>()).prop_map(|(id, peer)| Frame::Challenge { id, peer }),
+        1 => (id.clone(), any::<u8>(), vec(any::<u8>(), 0..70))
+            .prop_map(|(id, peer, signature)| Frame::Authenticate { id, peer, signature }),
+        1 => (id.clone(), ".{0,40}", vec(any::<u8>(), 0..16))
+            .prop_map(|(id, method, payload)| Frame::Unknown { id, method, payload }),
+        2 => id.prop_map(|id| Frame::StreamClose { id }),
+        1 => Just(Frame::Open),
+        1 => vec(any::<u8>(), 0..48).prop_map(Frame::Raw),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let conn = 0..CONNECTIONS;
+    prop_oneof![
+        8 => (conn.clone(), frame()).prop_map(|(conn, frame)| Op::Frame { conn, frame }),
+        3 => conn.clone().prop_map(|conn| Op::Drain { conn }),
+        1 => conn.prop_map(|conn| Op::Reconnect { conn }),
+        1 => (0..3_000u64).prop_map(|millis| Op::Advance { millis }),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = AuthPolicy> {
+    prop_oneof![Just(AuthPolicy::Off), Just(AuthPolicy::Optional), Just(AuthPolicy::Required)]
+}
+
+/// Limits small enough for a few dozen frames to reach every one of them.
+fn small_limits() -> Limits {
+    Limits {
+        max_joins_per_connection: 3,
+        max_inboxes_per_connection: 2,
+        rate_limit: RateLimit { per_second: 20.0, burst: 25 },
+        send_queue: 4,
+        ..Limits::default()
+    }
+}
+
+fn request(id: i32, method: &str, payload: Any, stream: bool) -> Vec<u8> {
+    let request =
+        Request { id: Some(id), method: method.to_owned(), payload: Some(payload), stream: Some(stream) };
+    RpcMessage { content: Some(rpc_message::Content::Request(request)) }.encode_to_vec()
+}
+
+fn encode(frame: &Frame) -> Vec<u8> {
+    match frame.clone() {
+        Frame::Join { id, topic, peer } => request(
+            id,
+            "dxos.mesh.signal.Signal.Join",
+            any::pack_request(&JoinRequest { swarm: key(topic), peer: key(peer), metadata: None }),
+            true,
+        ),
+        Frame::Receive { id, peer } => request(
+            id,
+            "dxos.mesh.signal.Signal.ReceiveMessages",
+            any::pack_request(&ReceptionRequest { peer: key(peer) }),
+            true,
+        ),
+        Frame::Send { id, author, recipient, payload } => {
+            let message = signal::Message {
+                author: key(author),
+                recipient: key(recipient),
+                payload: Some(Any { type_url: "x".into(), value: payload }),
+                metadata: None,
+            };
+            request(id, "dxos.mesh.signal.Signal.SendMessage", any::pack_request(&message), false)
+        }
+        Frame::Challenge { id, peer } => request(
+            id,
+            "mesh.v1.SignalAuth.Challenge",
+            any::pack_request(&ChallengeRequest { peer: key(peer) }),
+            false,
+        ),
+        Frame::Authenticate { id, peer, signature } => request(
+            id,
+            "mesh.v1.SignalAuth.Authenticate",
+            any::pack_request(&AuthenticateRequest { peer: key(peer), signature }),
+            false,
+        ),
+        Frame::Unknown { id, method, payload } => {
+            request(id, &method, Any { type_url: String::new(), value: payload }, false)
+        }
+        Frame::StreamClose { id } => {
+            RpcMessage { content: Some(rpc_message::Content::StreamClose(StreamClose { id: Some(id) })) }
+                .encode_to_vec()
+        }
+        Frame::Open => RpcMessage { content: Some(rpc_message::Content::Open(true)) }.encode_to_vec(),
+        Frame::Raw(bytes) => bytes,
+    }
+}
+
+/// Every frame the server writes is an `RpcMessage` a client can read.
+fn assert_well_formed(handled: &Handled) -> Result<(), TestCaseError> {
+    if let Handled::Frames(frames) = handled {
+        for frame in frames {
+            let message = RpcMessage::decode(frame.as_slice());
+            prop_assert!(message.is_ok_and(|m| m.content.is_some()), "unreadable frame {frame:?}");
+        }
+    }
+    Ok(())
+}
+
+fn assert_within_limits(harness: &Harness) -> Result<(), TestCaseError> {
+    let limits = harness.limits().clone();
+    for conn in 0..harness.connections() {
+        let sizes = harness.sizes(conn);
+        prop_assert!(sizes.joins <= limits.max_joins_per_connection, "{sizes:?}");
+        prop_assert!(sizes.inboxes <= limits.max_inboxes_per_connection, "{sizes:?}");
+        prop_assert!(sizes.challenges <= sizes.max_challenges, "{sizes:?}");
+    }
+    let stats = harness.stats();
+    prop_assert!(stats.members <= (harness.connections() * limits.max_joins_per_connection) as u64);
+    prop_assert!(stats.topics <= stats.members, "{stats:?}");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_frames_keep_sessions_within_their_limits(policy in policy(), ops in vec(op(), 1..120)) {
+        let mut harness = Harness::new(CONNECTIONS, policy, small_limits());
+        for op in &ops {
+            match op {
+                Op::Frame { conn, frame } => assert_well_formed(&harness.handle(*conn, &encode(frame)))?,
+                Op::Drain { conn } => assert_well_formed(&harness.drain(*conn))?,
+                Op::Reconnect { conn } => harness.reconnect(*conn),
+                Op::Advance { millis } => harness.advance(Duration::from_millis(*millis)),
+            }
+            assert_within_limits(&harness)?;
+        }
+        harness.reconnect_all();
+        let stats = harness.stats();
+        prop_assert_eq!((stats.topics, stats.members), (0, 0), "the hub kept state of closed connections");
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_session(frames in vec(vec(any::<u8>(), 0..96), 1..40)) {
+        let mut harness = Harness::new(1, AuthPolicy::Optional, Limits::default());
+        for frame in &frames {
+            assert_well_formed(&harness.handle(0, frame))?;
+        }
+    }
+}
