@@ -4,6 +4,7 @@
 //! go to `Session::handle`, and what the hub queues for a connection comes out through
 //! `Session::outbound`, the way the connection task moves both. A connection closed for breaking
 //! the protocol or for overload is replaced by a fresh one, as a reconnecting client would be.
+//! [`ClientFrame`] writes the requests a client sends.
 
 use std::{
     sync::{
@@ -13,13 +14,21 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use mesh_proto::{
+    Any, Message, any,
+    dxos::{
+        mesh::signal::{self, JoinRequest, ReceptionRequest},
+        rpc::{Request, RpcMessage, StreamClose, rpc_message},
+    },
+    mesh::v1::{AuthenticateRequest, ChallengeRequest},
+};
 use tokio::sync::mpsc;
 
 use crate::{
     AuthPolicy, Limits, Stats,
     hub::{Endpoint, Hub, Outbound},
     metrics::Metrics,
-    session::Session,
+    session::{AUTHENTICATE, CHALLENGE, JOIN, RECEIVE_MESSAGES, SEND_MESSAGE, Session},
 };
 
 /// The host name sessions of a harness believe they were reached at.
@@ -168,4 +177,111 @@ impl Harness {
         let session = Session::new(endpoint, HOST.to_owned(), self.policy, self.limits.clone(), now);
         Connection { session, outbound, overloaded }
     }
+}
+
+/// A frame a client sends, with keys as raw bytes (of any length, as a hostile client's may be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// `Signal.Join` as stream `id`.
+    Join {
+        /// The request (and stream) id.
+        id: i32,
+        /// The topic.
+        topic: Vec<u8>,
+        /// The joining peer.
+        peer: Vec<u8>,
+    },
+    /// `Signal.ReceiveMessages` (an inbox) as stream `id`.
+    Receive {
+        /// The request (and stream) id.
+        id: i32,
+        /// The inbox's peer.
+        peer: Vec<u8>,
+    },
+    /// `Signal.SendMessage`.
+    Send {
+        /// The request id.
+        id: i32,
+        /// The sender.
+        author: Vec<u8>,
+        /// The recipient.
+        recipient: Vec<u8>,
+        /// The message's payload bytes.
+        payload: Vec<u8>,
+    },
+    /// `SignalAuth.Challenge`.
+    Challenge {
+        /// The request id.
+        id: i32,
+        /// The key to prove.
+        peer: Vec<u8>,
+    },
+    /// `SignalAuth.Authenticate`.
+    Authenticate {
+        /// The request id.
+        id: i32,
+        /// The key to prove.
+        peer: Vec<u8>,
+        /// The signature over the challenge.
+        signature: Vec<u8>,
+    },
+    /// A request for any method with any payload bytes.
+    Request {
+        /// The request id.
+        id: i32,
+        /// The method's full name.
+        method: String,
+        /// The payload bytes.
+        payload: Vec<u8>,
+    },
+    /// Closes stream `id`.
+    StreamClose {
+        /// The stream id.
+        id: i32,
+    },
+    /// The RPC handshake's `open`.
+    Open,
+}
+
+impl ClientFrame {
+    /// The frame's bytes, as a client writes them.
+    pub fn encode(&self) -> Vec<u8> {
+        let content = match self.clone() {
+            Self::Join { id, topic, peer } => request(
+                id,
+                JOIN,
+                any::pack_request(&JoinRequest { swarm: topic, peer, metadata: None }),
+                true,
+            ),
+            Self::Receive { id, peer } => {
+                request(id, RECEIVE_MESSAGES, any::pack_request(&ReceptionRequest { peer }), true)
+            }
+            Self::Send { id, author, recipient, payload } => {
+                let payload = Some(Any { type_url: "mesh.fuzz".into(), value: payload });
+                let message = signal::Message { author, recipient, payload, metadata: None };
+                request(id, SEND_MESSAGE, any::pack_request(&message), false)
+            }
+            Self::Challenge { id, peer } => {
+                request(id, CHALLENGE, any::pack_request(&ChallengeRequest { peer }), false)
+            }
+            Self::Authenticate { id, peer, signature } => {
+                request(id, AUTHENTICATE, any::pack_request(&AuthenticateRequest { peer, signature }), false)
+            }
+            Self::Request { id, method, payload } => {
+                request(id, &method, Any { type_url: String::new(), value: payload }, false)
+            }
+            Self::StreamClose { id } => rpc_message::Content::StreamClose(StreamClose { id: Some(id) }),
+            Self::Open => rpc_message::Content::Open(true),
+        };
+        RpcMessage { content: Some(content) }.encode_to_vec()
+    }
+}
+
+fn request(id: i32, method: &str, payload: Any, stream: bool) -> rpc_message::Content {
+    rpc_message::Content::Request(Request {
+        id: Some(id),
+        method: method.to_owned(),
+        payload: Some(payload),
+        stream: Some(stream),
+    })
 }

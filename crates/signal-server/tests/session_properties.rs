@@ -4,17 +4,10 @@
 
 use std::time::Duration;
 
-use mesh_proto::{
-    Any, Message, any,
-    dxos::{
-        mesh::signal::{self, JoinRequest, ReceptionRequest},
-        rpc::{Request, RpcMessage, StreamClose, rpc_message},
-    },
-    mesh::v1::{AuthenticateRequest, ChallengeRequest},
-};
+use mesh_proto::{Message, dxos::rpc::RpcMessage};
 use mesh_signal_server::{
     AuthPolicy, Limits, RateLimit,
-    fuzzing::{Handled, Harness},
+    fuzzing::{ClientFrame, Handled, Harness},
 };
 use proptest::{collection::vec, prelude::*};
 
@@ -31,42 +24,33 @@ fn key(index: u8) -> Vec<u8> {
 }
 
 #[derive(Debug, Clone)]
-enum Frame {
-    Join { id: i32, topic: u8, peer: u8 },
-    Receive { id: i32, peer: u8 },
-    Send { id: i32, author: u8, recipient: u8, payload: Vec<u8> },
-    Challenge { id: i32, peer: u8 },
-    Authenticate { id: i32, peer: u8, signature: Vec<u8> },
-    Unknown { id: i32, method: String, payload: Vec<u8> },
-    StreamClose { id: i32 },
-    Open,
-    Raw(Vec<u8>),
-}
-
-#[derive(Debug, Clone)]
 enum Op {
-    Frame { conn: usize, frame: Frame },
+    Frame { conn: usize, frame: ClientFrame },
+    Raw { conn: usize, bytes: Vec<u8> },
     Drain { conn: usize },
     Reconnect { conn: usize },
     Advance { millis: u64 },
 }
 
-fn frame() -> impl Strategy<Value = Frame> {
+fn frame() -> impl Strategy<Value = ClientFrame> {
     // Few stream ids, so that duplicates and closes hit open streams.
     let id = 0..6i32;
+    let payload = || vec(any::<u8>(), 0..16);
     prop_oneof![
-        4 => (id.clone(), any::<u8>(), any::<u8>()).prop_map(|(id, topic, peer)| Frame::Join { id, topic, peer }),
-        2 => (id.clone(), any::<u8>()).prop_map(|(id, peer)| Frame::Receive { id, peer }),
-        3 => (id.clone(), any::<u8>(), any::<u8>(), vec(any::<u8>(), 0..16))
-            .prop_map(|(id, author, recipient, payload)| Frame::Send { id, author, recipient, payload }),
-        1 => (id.clone(), any::<u8>()).prop_map(|(id, peer)| Frame::Challenge { id, peer }),
-        1 => (id.clone(), any::<u8>(), vec(any::<u8>(), 0..70))
-            .prop_map(|(id, peer, signature)| Frame::Authenticate { id, peer, signature }),
-        1 => (id.clone(), ".{0,40}", vec(any::<u8>(), 0..16))
-            .prop_map(|(id, method, payload)| Frame::Unknown { id, method, payload }),
-        2 => id.prop_map(|id| Frame::StreamClose { id }),
-        1 => Just(Frame::Open),
-        1 => vec(any::<u8>(), 0..48).prop_map(Frame::Raw),
+        4 => (id.clone(), any::<u8>(), any::<u8>())
+            .prop_map(|(id, topic, peer)| ClientFrame::Join { id, topic: key(topic), peer: key(peer) }),
+        2 => (id.clone(), any::<u8>()).prop_map(|(id, peer)| ClientFrame::Receive { id, peer: key(peer) }),
+        3 => (id.clone(), any::<u8>(), any::<u8>(), payload()).prop_map(|(id, author, recipient, payload)| {
+            ClientFrame::Send { id, author: key(author), recipient: key(recipient), payload }
+        }),
+        1 => (id.clone(), any::<u8>()).prop_map(|(id, peer)| ClientFrame::Challenge { id, peer: key(peer) }),
+        1 => (id.clone(), any::<u8>(), vec(any::<u8>(), 0..70)).prop_map(|(id, peer, signature)| {
+            ClientFrame::Authenticate { id, peer: key(peer), signature }
+        }),
+        1 => (id.clone(), ".{0,40}", payload())
+            .prop_map(|(id, method, payload)| ClientFrame::Request { id, method, payload }),
+        2 => id.prop_map(|id| ClientFrame::StreamClose { id }),
+        1 => Just(ClientFrame::Open),
     ]
 }
 
@@ -74,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
     let conn = 0..CONNECTIONS;
     prop_oneof![
         8 => (conn.clone(), frame()).prop_map(|(conn, frame)| Op::Frame { conn, frame }),
+        1 => (conn.clone(), vec(any::<u8>(), 0..48)).prop_map(|(conn, bytes)| Op::Raw { conn, bytes }),
         3 => conn.clone().prop_map(|conn| Op::Drain { conn }),
         1 => conn.prop_map(|conn| Op::Reconnect { conn }),
         1 => (0..3_000u64).prop_map(|millis| Op::Advance { millis }),
@@ -92,59 +77,6 @@ fn small_limits() -> Limits {
         rate_limit: RateLimit { per_second: 20.0, burst: 25 },
         send_queue: 4,
         ..Limits::default()
-    }
-}
-
-fn request(id: i32, method: &str, payload: Any, stream: bool) -> Vec<u8> {
-    let request =
-        Request { id: Some(id), method: method.to_owned(), payload: Some(payload), stream: Some(stream) };
-    RpcMessage { content: Some(rpc_message::Content::Request(request)) }.encode_to_vec()
-}
-
-fn encode(frame: &Frame) -> Vec<u8> {
-    match frame.clone() {
-        Frame::Join { id, topic, peer } => request(
-            id,
-            "dxos.mesh.signal.Signal.Join",
-            any::pack_request(&JoinRequest { swarm: key(topic), peer: key(peer), metadata: None }),
-            true,
-        ),
-        Frame::Receive { id, peer } => request(
-            id,
-            "dxos.mesh.signal.Signal.ReceiveMessages",
-            any::pack_request(&ReceptionRequest { peer: key(peer) }),
-            true,
-        ),
-        Frame::Send { id, author, recipient, payload } => {
-            let message = signal::Message {
-                author: key(author),
-                recipient: key(recipient),
-                payload: Some(Any { type_url: "x".into(), value: payload }),
-                metadata: None,
-            };
-            request(id, "dxos.mesh.signal.Signal.SendMessage", any::pack_request(&message), false)
-        }
-        Frame::Challenge { id, peer } => request(
-            id,
-            "mesh.v1.SignalAuth.Challenge",
-            any::pack_request(&ChallengeRequest { peer: key(peer) }),
-            false,
-        ),
-        Frame::Authenticate { id, peer, signature } => request(
-            id,
-            "mesh.v1.SignalAuth.Authenticate",
-            any::pack_request(&AuthenticateRequest { peer: key(peer), signature }),
-            false,
-        ),
-        Frame::Unknown { id, method, payload } => {
-            request(id, &method, Any { type_url: String::new(), value: payload }, false)
-        }
-        Frame::StreamClose { id } => {
-            RpcMessage { content: Some(rpc_message::Content::StreamClose(StreamClose { id: Some(id) })) }
-                .encode_to_vec()
-        }
-        Frame::Open => RpcMessage { content: Some(rpc_message::Content::Open(true)) }.encode_to_vec(),
-        Frame::Raw(bytes) => bytes,
     }
 }
 
@@ -181,7 +113,8 @@ proptest! {
         let mut harness = Harness::new(CONNECTIONS, policy, small_limits());
         for op in &ops {
             match op {
-                Op::Frame { conn, frame } => assert_well_formed(&harness.handle(*conn, &encode(frame)))?,
+                Op::Frame { conn, frame } => assert_well_formed(&harness.handle(*conn, &frame.encode()))?,
+                Op::Raw { conn, bytes } => assert_well_formed(&harness.handle(*conn, bytes))?,
                 Op::Drain { conn } => assert_well_formed(&harness.drain(*conn))?,
                 Op::Reconnect { conn } => harness.reconnect(*conn),
                 Op::Advance { millis } => harness.advance(Duration::from_millis(*millis)),

@@ -10,17 +10,12 @@ use std::{
 
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::{
-    Any, Message, any,
-    dxos::{
-        error::Error as ErrorMessage,
-        mesh::signal::{self, SwarmEvent, swarm_event},
-        rpc::{Bye, Request, Response, RpcMessage, response, rpc_message},
-    },
-    mesh::v1::ChallengeResponse,
+    Any, Message,
+    dxos::rpc::{RpcMessage, rpc_message},
 };
 use mesh_signal::{
     Event, SignalMessage,
-    fuzzing::{ClientCore, Output},
+    fuzzing::{ClientCore, Output, ServerFrame},
 };
 use proptest::{collection::vec, prelude::*};
 
@@ -33,19 +28,6 @@ fn topic(index: u8) -> DiscoveryKey {
 }
 
 #[derive(Debug, Clone)]
-enum Reply {
-    StreamReady,
-    Available(u8),
-    Left(u8),
-    Message { author: u8, recipient: u8 },
-    Challenge(Vec<u8>),
-    Payload(Vec<u8>),
-    Error,
-    Close,
-    Empty,
-}
-
-#[derive(Debug, Clone)]
 enum Op {
     Connect,
     Disconnect,
@@ -54,23 +36,33 @@ enum Op {
     Subscribe { peer: u8 },
     Unsubscribe { peer: u8 },
     Send { author: u8, recipient: u8 },
-    Reply { id: i32, reply: Reply },
-    Other(u8),
+    Reply(ServerFrame),
     Raw(Vec<u8>),
     Advance { millis: u64 },
 }
 
-fn reply() -> impl Strategy<Value = Reply> {
+fn key_bytes(index: u8) -> Vec<u8> {
+    peer(index).as_bytes().to_vec()
+}
+
+fn reply() -> impl Strategy<Value = ServerFrame> {
+    // Ids the core actually uses: it counts from 0.
+    let id = || 0..24i32;
     prop_oneof![
-        3 => Just(Reply::StreamReady),
-        3 => any::<u8>().prop_map(Reply::Available),
-        2 => any::<u8>().prop_map(Reply::Left),
-        2 => (any::<u8>(), any::<u8>()).prop_map(|(author, recipient)| Reply::Message { author, recipient }),
-        1 => vec(any::<u8>(), 0..40).prop_map(Reply::Challenge),
-        1 => vec(any::<u8>(), 0..40).prop_map(Reply::Payload),
-        2 => Just(Reply::Error),
-        1 => Just(Reply::Close),
-        1 => Just(Reply::Empty),
+        3 => id().prop_map(|id| ServerFrame::StreamReady { id }),
+        3 => (id(), any::<u8>()).prop_map(|(id, peer)| ServerFrame::PeerAvailable { id, peer: key_bytes(peer) }),
+        2 => (id(), any::<u8>()).prop_map(|(id, peer)| ServerFrame::PeerLeft { id, peer: key_bytes(peer) }),
+        2 => (id(), any::<u8>(), any::<u8>()).prop_map(|(id, author, recipient)| {
+            ServerFrame::Message { id, author: key_bytes(author), recipient: key_bytes(recipient) }
+        }),
+        1 => (id(), vec(any::<u8>(), 0..40)).prop_map(|(id, nonce)| ServerFrame::Challenge { id, nonce }),
+        1 => (id(), vec(any::<u8>(), 0..40)).prop_map(|(id, value)| ServerFrame::Payload { id, value }),
+        2 => id().prop_map(|id| ServerFrame::Error { id, name: "RATE_LIMIT_EXCEEDED".into() }),
+        1 => id().prop_map(|id| ServerFrame::Close { id }),
+        1 => id().prop_map(|id| ServerFrame::Empty { id }),
+        1 => id().prop_map(|id| ServerFrame::Request { id }),
+        1 => Just(ServerFrame::Open),
+        1 => Just(ServerFrame::Bye),
     ]
 }
 
@@ -83,67 +75,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(|peer| Op::Subscribe { peer }),
         1 => any::<u8>().prop_map(|peer| Op::Unsubscribe { peer }),
         2 => (any::<u8>(), any::<u8>()).prop_map(|(author, recipient)| Op::Send { author, recipient }),
-        // Ids the core actually uses: it counts from 0.
-        8 => (0..24i32, reply()).prop_map(|(id, reply)| Op::Reply { id, reply }),
-        1 => any::<u8>().prop_map(Op::Other),
+        9 => reply().prop_map(Op::Reply),
         1 => vec(any::<u8>(), 0..40).prop_map(Op::Raw),
         2 => (0..8_000u64).prop_map(|millis| Op::Advance { millis }),
     ]
-}
-
-fn frame(content: rpc_message::Content) -> Vec<u8> {
-    RpcMessage { content: Some(content) }.encode_to_vec()
-}
-
-fn response_frame(id: i32, reply: &Reply) -> Vec<u8> {
-    let content = match reply.clone() {
-        Reply::StreamReady => Some(response::Content::StreamReady(true)),
-        Reply::Available(index) => {
-            let event = swarm_event::Event::PeerAvailable(swarm_event::PeerAvailable {
-                peer: peer(index).as_bytes().to_vec(),
-                since: None,
-                until: None,
-                announce_back_to_host: None,
-            });
-            Some(response::Content::Payload(any::pack_request(&SwarmEvent { event: Some(event) })))
-        }
-        Reply::Left(index) => {
-            let event =
-                swarm_event::Event::PeerLeft(swarm_event::PeerLeft { peer: peer(index).as_bytes().to_vec() });
-            Some(response::Content::Payload(any::pack_request(&SwarmEvent { event: Some(event) })))
-        }
-        Reply::Message { author, recipient } => {
-            let message = signal::Message {
-                author: peer(author).as_bytes().to_vec(),
-                recipient: peer(recipient).as_bytes().to_vec(),
-                payload: Some(Any::default()),
-                metadata: None,
-            };
-            Some(response::Content::Payload(any::pack_request(&message)))
-        }
-        Reply::Challenge(nonce) => {
-            Some(response::Content::Payload(any::pack_request(&ChallengeResponse { nonce })))
-        }
-        Reply::Payload(value) => Some(response::Content::Payload(Any { type_url: String::new(), value })),
-        Reply::Error => Some(response::Content::Error(ErrorMessage {
-            name: Some("RATE_LIMIT_EXCEEDED".into()),
-            message: None,
-            stack: None,
-            context: None,
-        })),
-        Reply::Close => Some(response::Content::Close(true)),
-        Reply::Empty => None,
-    };
-    frame(rpc_message::Content::Response(Response { id: Some(id), content }))
-}
-
-fn other_frame(kind: u8) -> Vec<u8> {
-    match kind % 4 {
-        0 => frame(rpc_message::Content::Open(true)),
-        1 => frame(rpc_message::Content::OpenAck(true)),
-        2 => frame(rpc_message::Content::Bye(Bye {})),
-        _ => frame(rpc_message::Content::Request(Request::default())),
-    }
 }
 
 /// What the user asked for, and what the core put on the wire.
@@ -251,19 +186,16 @@ fn run(identities: Vec<Keypair>, ops: &[Op]) -> Result<(), TestCaseError> {
                 core.send(now, model.sent_tokens, &message);
                 model.sent_tokens += 1;
             }
-            Op::Reply { id, reply } => {
-                if matches!(reply, Reply::Error | Reply::Close) {
+            Op::Reply(reply) => {
+                if let ServerFrame::Error { id, .. } | ServerFrame::Close { id } = reply {
                     // The server ended that stream (if it was one).
                     model.live_streams.remove(id);
                 }
-                let _ = core.handle_frame(now, &response_frame(*id, reply));
+                let _ = core.handle_frame(now, &reply.encode());
                 let wanted = model.wanted();
                 let (frames, outputs) = drain(&mut core, &mut model)?;
                 prop_assert!(outputs <= 1, "one frame made {outputs} outputs");
                 prop_assert!(frames <= 1 + wanted, "one frame made {frames} frames for {wanted} streams");
-            }
-            Op::Other(kind) => {
-                let _ = core.handle_frame(now, &other_frame(*kind));
             }
             Op::Raw(bytes) => {
                 let _ = core.handle_frame(now, bytes);

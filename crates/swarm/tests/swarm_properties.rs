@@ -178,8 +178,7 @@ fn topic() -> DiscoveryKey {
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let probe = Probe::default();
     let known = probe.known.clone();
-    let mut config = SwarmConfig::default();
-    config.max_initiating = MAX_INITIATING;
+    let config = SwarmConfig { max_initiating: MAX_INITIATING, ..SwarmConfig::default() };
     let mut swarm = Swarm::new(own(), topic(), Box::new(probe), config, 7);
     let mut model = Model::default();
     let mut now = Instant::now();
@@ -202,8 +201,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 );
             }
             Op::Answer { from, session, accept, offer } => {
-                let answer =
-                    Answer { accept, offer_message_id: Some(model.key(offer).into()), ..Answer::default() };
+                let answer = Answer { accept, offer_message_id: Some(model.key(offer).into()) };
                 let payload = message_data::Payload::Answer(answer);
                 swarm.handle_message(now, peer(from), message(model.key(session), fresh_id, Some(payload)));
             }
