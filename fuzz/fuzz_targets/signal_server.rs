@@ -19,8 +19,8 @@ use libfuzzer_sys::fuzz_target;
 use mesh_fuzz::{pool_key, records};
 use mesh_proto::{Message, dxos::rpc::RpcMessage};
 use mesh_signal_server::{
-    AuthPolicy, Limits, RateLimit,
-    fuzzing::{ClientFrame, Handled, Harness},
+    AuthPolicy,
+    fuzzing::{ClientFrame, Handled, Harness, tight_limits},
 };
 
 const CONNECTIONS: usize = 3;
@@ -67,17 +67,6 @@ impl Request {
     }
 }
 
-/// Limits small enough for a short input to reach each of them.
-fn limits() -> Limits {
-    Limits {
-        max_joins_per_connection: 4,
-        max_inboxes_per_connection: 2,
-        rate_limit: RateLimit { per_second: 50.0, burst: 60 },
-        send_queue: 8,
-        ..Limits::default()
-    }
-}
-
 fn check_frames(handled: &Handled) {
     if let Handled::Frames(frames) = handled {
         for frame in frames {
@@ -105,7 +94,7 @@ fuzz_target!(|input: &[u8]| {
         2 => AuthPolicy::Off,
         _ => AuthPolicy::Required,
     };
-    let mut harness = Harness::new(CONNECTIONS, policy, limits());
+    let mut harness = Harness::new(CONNECTIONS, policy, tight_limits());
     for record in records(input) {
         let conn = usize::from(record.tag >> 4) % CONNECTIONS;
         match record.tag & 0x0f {

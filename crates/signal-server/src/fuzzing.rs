@@ -25,7 +25,7 @@ use mesh_proto::{
 use tokio::sync::mpsc;
 
 use crate::{
-    AuthPolicy, Limits, Stats,
+    AuthPolicy, Limits, RateLimit, Stats,
     hub::{Endpoint, Hub, Outbound},
     metrics::Metrics,
     session::{AUTHENTICATE, CHALLENGE, JOIN, RECEIVE_MESSAGES, SEND_MESSAGE, Session},
@@ -47,6 +47,17 @@ pub struct SessionSizes {
     pub challenges: usize,
     /// The most challenges that may wait at once.
     pub max_challenges: usize,
+}
+
+/// Limits small enough for a few dozen frames to reach every one of them.
+pub fn tight_limits() -> Limits {
+    Limits {
+        max_joins_per_connection: 3,
+        max_inboxes_per_connection: 2,
+        rate_limit: RateLimit { per_second: 20.0, burst: 25 },
+        send_queue: 4,
+        ..Limits::default()
+    }
 }
 
 /// What a frame (or a drain of the outbound queue) did to its connection.

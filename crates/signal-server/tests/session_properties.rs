@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use mesh_proto::{Message, dxos::rpc::RpcMessage};
 use mesh_signal_server::{
-    AuthPolicy, Limits, RateLimit,
-    fuzzing::{ClientFrame, Handled, Harness},
+    AuthPolicy, Limits,
+    fuzzing::{ClientFrame, Handled, Harness, tight_limits},
 };
 use proptest::{collection::vec, prelude::*};
 
@@ -69,17 +69,6 @@ fn policy() -> impl Strategy<Value = AuthPolicy> {
     prop_oneof![Just(AuthPolicy::Off), Just(AuthPolicy::Optional), Just(AuthPolicy::Required)]
 }
 
-/// Limits small enough for a few dozen frames to reach every one of them.
-fn small_limits() -> Limits {
-    Limits {
-        max_joins_per_connection: 3,
-        max_inboxes_per_connection: 2,
-        rate_limit: RateLimit { per_second: 20.0, burst: 25 },
-        send_queue: 4,
-        ..Limits::default()
-    }
-}
-
 /// Every frame the server writes is an `RpcMessage` a client can read.
 fn assert_well_formed(handled: &Handled) -> Result<(), TestCaseError> {
     if let Handled::Frames(frames) = handled {
@@ -110,7 +99,7 @@ proptest! {
 
     #[test]
     fn random_frames_keep_sessions_within_their_limits(policy in policy(), ops in vec(op(), 1..120)) {
-        let mut harness = Harness::new(CONNECTIONS, policy, small_limits());
+        let mut harness = Harness::new(CONNECTIONS, policy, tight_limits());
         for op in &ops {
             match op {
                 Op::Frame { conn, frame } => assert_well_formed(&harness.handle(*conn, &frame.encode()))?,
