@@ -92,7 +92,7 @@ pub(crate) fn run(args: &[&str]) -> Result<()> {
             if outcome.passed { "ok" } else { "FAILED" }
         );
         if !outcome.passed {
-            eprintln!("--- {target}: the end of libFuzzer's output\n{}", outcome.tail);
+            eprintln!("--- {target}\n{}", outcome.report);
             failed.push(*target);
         }
     }
@@ -125,8 +125,8 @@ struct Outcome {
     passed: bool,
     executions: Option<u64>,
     per_second: Option<u64>,
-    /// The last lines of libFuzzer's output, to show on failure.
-    tail: String,
+    /// What went wrong, from the output, to show on failure.
+    report: String,
 }
 
 fn run_target(root: &Path, target_dir: &Path, target: &str, seconds: u64) -> Result<Outcome> {
@@ -152,11 +152,28 @@ fn run_target(root: &Path, target_dir: &Path, target: &str, seconds: u64) -> Res
             .find_map(|line| line.strip_prefix(name))
             .and_then(|rest| rest.trim_start_matches(':').trim().parse().ok())
     };
-    let lines: Vec<&str> = text.lines().collect();
     Ok(Outcome {
         passed: output.status.success(),
         executions: stat("stat::number_of_executed_units"),
         per_second: stat("stat::average_exec_per_sec"),
-        tail: lines[lines.len().saturating_sub(40)..].join("\n"),
+        report: failure_report(&text),
     })
+}
+
+/// The lines of a failed run's output that say what broke and how to reproduce it: the panic
+/// message, libFuzzer's verdict, and cargo-fuzz's note naming the input.
+fn failure_report(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    let mut report: Vec<&str> = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if line.contains("panicked at") {
+            report.extend(lines.iter().skip(index).take(2));
+        } else if line.contains("ERROR: libFuzzer") || line.starts_with("SUMMARY:") {
+            report.push(line);
+        }
+    }
+    let trailer = lines.iter().position(|line| line.starts_with("Failing input"));
+    let trailer = trailer.map_or(&lines[lines.len().saturating_sub(20)..], |start| &lines[start..]);
+    report.extend(trailer.iter().take_while(|line| !line.starts_with("Error:")));
+    report.join("\n")
 }
