@@ -116,7 +116,10 @@ impl Seen {
             }
             Remote::Answer { session, accept, offer } => {
                 let offer_message_id = offer.map(|offer| self.key(offer).into());
-                (self.key(session), fresh, message_data::Payload::Answer(Answer { accept, offer_message_id }))
+                // Fields an answer may gain (link authentication) keep their defaults.
+                #[allow(clippy::needless_update)]
+                let answer = Answer { accept, offer_message_id, ..Answer::default() };
+                (self.key(session), fresh, message_data::Payload::Answer(answer))
             }
             Remote::Signal { session, payload } => {
                 (self.key(session), fresh, message_data::Payload::Signal(Signal { payload: decode(payload) }))

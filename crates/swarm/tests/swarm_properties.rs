@@ -201,7 +201,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 );
             }
             Op::Answer { from, session, accept, offer } => {
-                let answer = Answer { accept, offer_message_id: Some(model.key(offer).into()) };
+                // Fields an answer may gain (link authentication) keep their defaults.
+                #[allow(clippy::needless_update)]
+                let answer =
+                    Answer { accept, offer_message_id: Some(model.key(offer).into()), ..Answer::default() };
                 let payload = message_data::Payload::Answer(answer);
                 swarm.handle_message(now, peer(from), message(model.key(session), fresh_id, Some(payload)));
             }

@@ -106,8 +106,11 @@ fn check(input: &[u8], cuts_a: &[usize], cuts_b: &[usize], config: &Config) -> R
             // Unless this side already answered the remote's `Close`, its `Close` says why.
             let answered = until_remote_close(&a.events).len() < a.events.len();
             if !answered {
-                let error = courtesy_close(&a.transmitted);
-                prop_assert_eq!(error, Some(err.to_string()), "the courtesy Close does not carry the error");
+                let error = courtesy_close(&a.transmitted).unwrap_or_default();
+                prop_assert!(
+                    error.contains(&err.to_string()),
+                    "the courtesy Close says {error:?}, not {err}"
+                );
             }
         }
         // A `Close` or `Destroy` command in the input: the remote closed it.
