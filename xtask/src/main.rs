@@ -1,6 +1,7 @@
 //! Project automation. Run `cargo xtask help` for the commands.
 
 mod bench;
+mod fuzz;
 mod proto;
 mod simulate;
 mod test;
@@ -17,6 +18,14 @@ Commands:
   bench <name> [..] run a benchmark (signal, swarm, teleport) in release and print its figures;
                     further arguments go to the benchmark (e.g. `bench signal memory`)
   test              install what the tests need (npm packages) and run every test in the workspace
+  fuzz --smoke [--seconds N]
+                    build every fuzz target in fuzz/ (stable toolchain, no sanitizer; installs
+                    cargo-fuzz when missing) and run each for N seconds (default 25); fails on any
+                    panic, hang (an input over 10 s) or running out of memory
+  fuzz <target>.. [--seconds N]
+                    run fuzz targets for N seconds each (default 300), printing executions and
+                    executions per second; targets: signal_server, signal_client, swarm,
+                    teleport_stream, rpc, keys
   simulate [flags]  a whole swarm on virtual time (signal, swarm, topology) with a seeded network model
                     and churn; prints a summary table (--json: JSON), writes an SVG plot. Flags:
 ";
@@ -30,6 +39,7 @@ fn main() -> Result<()> {
         ["test", filters @ ..] => test::run_all(filters),
         ["bench", name, args @ ..] => bench::run(name, args),
         ["simulate", rest @ ..] => simulate::run(rest),
+        ["fuzz", rest @ ..] => fuzz::run(rest),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}{}", simulate::FLAGS);
             Ok(())

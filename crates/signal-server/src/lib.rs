@@ -23,6 +23,9 @@
 
 mod config;
 mod connection;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod limiter;

@@ -27,6 +27,9 @@ use crate::{
     metrics::Metrics,
 };
 
+#[cfg(feature = "fuzzing")]
+mod census;
+
 /// Longest topic or peer key accepted. DXOS keys are 32 bytes; a little slack costs nothing.
 const MAX_KEY_LEN: usize = 64;
 /// Nonces a session may have outstanding at once.

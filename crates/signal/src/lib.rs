@@ -34,6 +34,9 @@ mod auth;
 mod client;
 mod error;
 mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod manager;
 mod memory;
 mod messenger;
