@@ -49,10 +49,28 @@ pub struct Limits {
     pub max_joins_per_connection: usize,
     /// Open inbox (ReceiveMessages) streams per connection.
     pub max_inboxes_per_connection: usize,
-    /// Requests per connection, answered `RATE_LIMIT_EXCEEDED` beyond it.
+    /// Requests per connection, answered `RATE_LIMIT_EXCEEDED` beyond it. Every request takes
+    /// from it, and so do the `dxos.rpc` frames that are not requests (`open`, `stream_close`).
     pub rate_limit: RateLimit,
+    /// Joins into one topic, from all connections together; joins beyond it are answered
+    /// `RATE_LIMIT_EXCEEDED` (clients retry). Each join costs work and a swarm event for every
+    /// member, so this bounds what anyone who knows a topic can make its members do.
+    pub join_rate_per_topic: RateLimit,
+    /// Joins per connection, answered `RATE_LIMIT_EXCEEDED` beyond it. The burst lets a client
+    /// rejoin all its topics at once after a reconnect.
+    pub join_rate_per_connection: RateLimit,
+    /// Join streams in one topic (a peer joined from two connections counts twice); joins beyond
+    /// it are answered `LIMIT_EXCEEDED`. The swarm events waiting for one member stream are
+    /// bounded by twice this many, however fast the topic changes.
+    pub max_topic_members: usize,
+    /// Peer keys one connection may prove with `Authenticate`; more are answered `LIMIT_EXCEEDED`.
+    pub max_proven_keys_per_connection: usize,
     /// A connection that sends nothing (not even `__ping__`) for this long is closed.
     pub idle_timeout: Duration,
+    /// How long one write to a client may stall (its socket full because it does not read)
+    /// before the connection is closed. Capped at `idle_timeout`, so a client that never reads
+    /// is gone within the idle timeout at the latest.
+    pub write_timeout: Duration,
     /// Time allowed for the TLS and HTTP handshakes.
     pub handshake_timeout: Duration,
     /// Frames queued to one connection; relayed messages beyond it are dropped, and a connection
@@ -68,7 +86,12 @@ impl Default for Limits {
             max_joins_per_connection: 64,
             max_inboxes_per_connection: 16,
             rate_limit: RateLimit { per_second: 200.0, burst: 400 },
+            join_rate_per_topic: RateLimit { per_second: 50.0, burst: 250 },
+            join_rate_per_connection: RateLimit { per_second: 10.0, burst: 64 },
+            max_topic_members: 1_000,
+            max_proven_keys_per_connection: 16,
             idle_timeout: Duration::from_secs(40),
+            write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             send_queue: 256,
         }
@@ -95,6 +118,12 @@ pub struct Config {
     pub auth: AuthPolicy,
     /// Terminate TLS with these files instead of serving plain `ws://`.
     pub tls: Option<TlsFiles>,
+    /// The URL clients reach this server at (`wss://signal.example.com/.well-known/dx/signal`).
+    /// Authentication signatures cover its authority (`host[:port]`), so a server that relays a
+    /// client's challenge to this one cannot replay the signature. Without it, signatures cover
+    /// the client's `Host` header, which a relaying server controls: the server warns at start
+    /// when authentication is on and this is unset.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -104,6 +133,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthPolicy::default(),
             tls: None,
+            public_url: None,
         }
     }
 }

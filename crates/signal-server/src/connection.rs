@@ -1,13 +1,12 @@
 //! The task that drives one WebSocket connection: it feeds client frames to the [`Session`], writes
-//! what the session and the hub produce, and closes the connection on idleness, overload, protocol
-//! violations and server shutdown.
+//! what the session and the hub produce, and closes the connection on idleness, a stalled write,
+//! protocol violations and server shutdown.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Instant, SystemTime},
+    pin::Pin,
+    sync::Arc,
+    task::Poll,
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures::{SinkExt, StreamExt};
@@ -19,15 +18,16 @@ use tokio::{
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
-        Message as WsMessage,
+        Error as WsError, Message as WsMessage,
         protocol::{CloseFrame, frame::coding::CloseCode},
     },
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, info};
 
 use crate::{
     hub::{Endpoint, Outbound},
+    mailbox::Mailbox,
     server::Shared,
     session::{Session, Violation},
 };
@@ -37,41 +37,84 @@ const WRITE_BATCH: usize = 64;
 /// Writes that yield before flushing after a write that carried several frames.
 const YIELDING_WRITES: u32 = 16;
 /// How long a close handshake may take before the socket is just dropped.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connection ended.
 #[derive(Debug)]
 enum Ending {
     ClientClosed,
     Idle,
-    Overloaded,
-    ShuttingDown,
+    /// A write to the client stalled past the write timeout: it does not read.
+    WriteTimedOut,
+    /// The server shuts down. `writing`: a write was stalled, so a close frame cannot get through.
+    ShuttingDown {
+        writing: bool,
+    },
     Aborted,
     Violation(Violation),
     Transport(String),
 }
 
+/// Why a write did not finish.
+enum Interrupted {
+    TimedOut,
+    Stopping,
+    Failed(WsError),
+}
+
+impl Interrupted {
+    fn ending(self, shared: &Shared) -> Ending {
+        match self {
+            Self::TimedOut => Ending::WriteTimedOut,
+            Self::Stopping if shared.aborted.is_cancelled() => Ending::Aborted,
+            Self::Stopping => Ending::ShuttingDown { writing: true },
+            Self::Failed(err) => Ending::Transport(err.to_string()),
+        }
+    }
+}
+
+/// Runs one write to the client: done at once if the socket takes it, as almost every write is;
+/// otherwise raced against the write timeout and the server stopping, so that a client that does
+/// not read can hold neither its connection nor a shutdown.
+async fn bounded<T>(
+    write: impl Future<Output = Result<T, WsError>>,
+    limit: Duration,
+    stopping: Pin<&mut WaitForCancellationFuture<'_>>,
+) -> Result<T, Interrupted> {
+    let mut write = std::pin::pin!(write);
+    // The fast path needs neither a timer nor a look at the shutdown token.
+    if let Poll::Ready(result) = futures::poll!(write.as_mut()) {
+        return result.map_err(Interrupted::Failed);
+    }
+    tokio::select! {
+        biased;
+        result = write => result.map_err(Interrupted::Failed),
+        () = stopping => Err(Interrupted::Stopping),
+        () = tokio::time::sleep(limit) => Err(Interrupted::TimedOut),
+    }
+}
+
 pub(crate) async fn run<S>(
     mut ws: WebSocketStream<S>,
     shared: Arc<Shared>,
-    host: String,
+    authority: Arc<str>,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let conn = shared.next_connection_id();
     let limits = shared.config.limits.clone();
+    // A client that never reads is gone within the idle timeout at the latest.
+    let write_timeout = limits.write_timeout.min(limits.idle_timeout);
     let (tx, mut rx) = mpsc::channel(limits.send_queue);
-    let overloaded = Arc::new(AtomicBool::new(false));
-    let endpoint = Endpoint { conn, tx, overloaded: overloaded.clone() };
-    let mut session = Session::new(endpoint, host, shared.config.auth, limits.clone(), Instant::now());
+    let mailbox = Arc::new(Mailbox::default());
+    let endpoint = Endpoint { conn, tx, mailbox: mailbox.clone() };
+    let mut session = Session::new(endpoint, authority, shared.config.auth, limits.clone(), Instant::now());
     shared.metrics.connections.inc();
     debug!(conn, "connection opened");
 
-    // These futures are polled on every wake-up, so they are made once rather than per loop, and
-    // the connection watches a child of the server-wide shutdown token: polling a token locks its
-    // node, and a node per connection keeps connections from contending for one lock.
-    let shutdown = shutdown.child_token();
+    // These futures are polled on every wake-up, so they are made once rather than per loop.
+    // `shutdown` is this connection's own child of the server-wide token.
     let stopping = shutdown.cancelled();
     // The idle timer is re-armed when it fires rather than on every frame.
     let mut last_input = tokio::time::Instant::now();
@@ -86,21 +129,31 @@ pub(crate) async fn run<S>(
     let mut yielded = false;
     let mut yields_left = 0;
     let ending = loop {
-        // Set when the queue was full: the rx branch has frames, so the task wakes to see it.
-        if overloaded.load(Ordering::Relaxed) {
-            break Ending::Overloaded;
+        // Swarm events and withdrawals first: whatever piled up since the last look goes out as
+        // one coalesced snapshot.
+        if mailbox.is_ready() {
+            let frames = session.delivery(mailbox.take());
+            match bounded(feed_all(&mut ws, frames), write_timeout, stopping.as_mut()).await {
+                Ok(fed) => unflushed += fed,
+                Err(interrupted) => break interrupted.ending(&shared),
+            }
         }
         tokio::select! {
             biased;
             // An abort cancels `aborted` before the shutdown token, so it is visible here.
             () = &mut stopping => {
-                break if shared.aborted.is_cancelled() { Ending::Aborted } else { Ending::ShuttingDown }
+                break if shared.aborted.is_cancelled() {
+                    Ending::Aborted
+                } else {
+                    Ending::ShuttingDown { writing: false }
+                }
             }
             // Finish delivering what others sent before taking new requests.
             Some(outbound) = rx.recv() => {
-                match feed_outbound(&mut ws, &mut session, outbound, &mut rx).await {
+                let fed = feed_outbound(&mut ws, &session, outbound, &mut rx);
+                match bounded(fed, write_timeout, stopping.as_mut()).await {
                     Ok(fed) => unflushed += fed,
-                    Err(err) => break Ending::Transport(err.to_string()),
+                    Err(interrupted) => break interrupted.ending(&shared),
                 }
             }
             incoming = ws.next() => {
@@ -109,10 +162,12 @@ pub(crate) async fn run<S>(
                     None | Some(Ok(WsMessage::Close(_))) => break Ending::ClientClosed,
                     Some(Ok(WsMessage::Binary(frame))) => {
                         match session.handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics) {
-                            Ok(replies) => match feed_all(&mut ws, replies).await {
-                                Ok(fed) => unflushed += fed,
-                                Err(err) => break Ending::Transport(err.to_string()),
-                            },
+                            Ok(replies) => {
+                                match bounded(feed_all(&mut ws, replies), write_timeout, stopping.as_mut()).await {
+                                    Ok(fed) => unflushed += fed,
+                                    Err(interrupted) => break interrupted.ending(&shared),
+                                }
+                            }
                             Err(violation) => {
                                 shared.metrics.frames_rejected.inc();
                                 break Ending::Violation(violation);
@@ -145,16 +200,16 @@ pub(crate) async fn run<S>(
                     tokio::task::yield_now().await;
                     continue;
                 }
-                if let Err(err) = ws.flush().await {
-                    break Ending::Transport(err.to_string());
+                if let Err(interrupted) = bounded(ws.flush(), write_timeout, stopping.as_mut()).await {
+                    break interrupted.ending(&shared);
                 }
                 yields_left = if unflushed > 1 { YIELDING_WRITES } else { yields_left.saturating_sub(1) };
                 (unflushed, yielded) = (0, false);
             }
         }
         if unflushed >= WRITE_BATCH {
-            if let Err(err) = ws.flush().await {
-                break Ending::Transport(err.to_string());
+            if let Err(interrupted) = bounded(ws.flush(), write_timeout, stopping.as_mut()).await {
+                break interrupted.ending(&shared);
             }
             (unflushed, yielded, yields_left) = (0, false, YIELDING_WRITES);
         }
@@ -162,11 +217,17 @@ pub(crate) async fn run<S>(
 
     session.close(&shared.hub);
     shared.metrics.connections.dec();
+    if matches!(ending, Ending::WriteTimedOut) {
+        shared.metrics.writes_timed_out.inc();
+    }
     let close = match &ending {
-        Ending::ClientClosed | Ending::Transport(_) | Ending::Aborted => None,
+        Ending::ClientClosed
+        | Ending::Transport(_)
+        | Ending::Aborted
+        | Ending::WriteTimedOut
+        | Ending::ShuttingDown { writing: true } => None,
         Ending::Idle => Some((CloseCode::Normal, "idle".to_owned())),
-        Ending::Overloaded => Some((CloseCode::Again, "send queue full".to_owned())),
-        Ending::ShuttingDown => Some((CloseCode::Away, "server shutting down".to_owned())),
+        Ending::ShuttingDown { writing: false } => Some((CloseCode::Away, "server shutting down".to_owned())),
         Ending::Violation(violation) => Some((CloseCode::Protocol, violation.to_string())),
     };
     match &ending {
@@ -176,15 +237,16 @@ pub(crate) async fn run<S>(
     }
     if let Some((code, reason)) = close {
         let frame = CloseFrame { code, reason: reason.into() };
-        let _ = timeout(CLOSE_GRACE, ws.close(Some(frame))).await;
+        // The close handshake gets a grace period, and none at all once the server is aborted.
+        tokio::select! {
+            _ = timeout(CLOSE_GRACE, ws.close(Some(frame))) => {}
+            () = shared.aborted.cancelled() => {}
+        }
     }
 }
 
 /// Feeds `frames` to the WebSocket without flushing; returns how many.
-async fn feed_all<S>(
-    ws: &mut WebSocketStream<S>,
-    frames: Vec<Vec<u8>>,
-) -> Result<usize, tokio_tungstenite::tungstenite::Error>
+async fn feed_all<S>(ws: &mut WebSocketStream<S>, frames: Vec<Vec<u8>>) -> Result<usize, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -199,10 +261,10 @@ where
 /// how many frames it fed.
 async fn feed_outbound<S>(
     ws: &mut WebSocketStream<S>,
-    session: &mut Session,
+    session: &Session,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Result<usize, tokio_tungstenite::tungstenite::Error>
+) -> Result<usize, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -220,6 +282,6 @@ where
     Ok(fed)
 }
 
-fn is_capacity_error(err: &tokio_tungstenite::tungstenite::Error) -> bool {
-    matches!(err, tokio_tungstenite::tungstenite::Error::Capacity(_))
+fn is_capacity_error(err: &WsError) -> bool {
+    matches!(err, WsError::Capacity(_))
 }

@@ -26,6 +26,7 @@ mod connection;
 mod http;
 mod hub;
 mod limiter;
+mod mailbox;
 mod metrics;
 mod server;
 mod session;
