@@ -89,13 +89,17 @@ async fn startup_log(args: &[&str]) -> String {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(PATIENCE, stdout.next_line()).await.unwrap().unwrap().expect("the URL line");
+        .expect("mesh starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    tokio::time::timeout(PATIENCE, stdout.next_line())
+        .await
+        .expect("the URL in time")
+        .expect("stdout readable")
+        .expect("the URL line");
     // The URL comes after the startup logs; stopping the process closes stderr.
-    child.kill().await.unwrap();
+    child.kill().await.expect("mesh stops");
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).await.unwrap();
+    child.stderr.take().expect("piped stderr").read_to_string(&mut log).await.expect("stderr readable");
     log
 }
 
