@@ -143,10 +143,12 @@ impl Mailbox {
     }
 
     /// Drops what waits for `stream`, which the client closed: should it reuse the id, the new
-    /// stream must not get the old one's events.
+    /// stream must get neither the old one's events nor its withdrawal (which would make the
+    /// session forget a stream the hub still holds).
     pub(crate) fn forget(&self, stream: i32) {
         let mut post = self.lock();
         post.events.remove(&stream);
+        post.revoked.retain(|revoked| *revoked != stream);
         if post.is_empty() {
             self.ready.store(false, Ordering::Relaxed);
         }
@@ -225,7 +227,9 @@ mod tests {
         mailbox.post_event(1, &Key::from_static(b"a"), new(1));
         mailbox.post_event(2, &Key::from_static(b"a"), new(1));
         mailbox.post_revoke(1);
+        mailbox.post_revoke(4);
         mailbox.forget(2);
+        mailbox.forget(4);
         let post = mailbox.take();
         assert!(post.events.is_empty());
         assert_eq!(post.revoked, [1]);

@@ -335,11 +335,12 @@ impl Session {
     fn close_stream(&mut self, id: i32, hub: &Hub) {
         if let Some((topic, peer)) = self.joins.remove(&id) {
             hub.leave(&topic, &peer, self.endpoint.conn, id);
-            self.endpoint.mailbox.forget(id);
-        }
-        if let Some(peer) = self.inboxes.remove(&id) {
+        } else if let Some(peer) = self.inboxes.remove(&id) {
             hub.unsubscribe(&peer, self.endpoint.conn, id);
+        } else {
+            return;
         }
+        self.endpoint.mailbox.forget(id);
     }
 
     /// Turns something the hub queued for this connection into the frame to send, if any.
@@ -482,7 +483,57 @@ pub(crate) fn error_frame(id: i32, name: &str, message: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use mesh_proto::dxos::rpc::StreamClose;
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::mailbox::Mailbox;
+
+    /// A session of connection 1 with its mailbox, on `hub`.
+    fn session(policy: AuthPolicy) -> (Session, Arc<Mailbox>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(8);
+        let mailbox = Arc::new(Mailbox::default());
+        let endpoint = Endpoint { conn: 1, tx, mailbox: mailbox.clone() };
+        (Session::new(endpoint, Arc::from("host"), policy, Limits::default(), Instant::now()), mailbox, rx)
+    }
+
+    fn join_frame(id: i32, topic: &[u8], peer: &[u8]) -> Vec<u8> {
+        let join = JoinRequest { swarm: topic.to_vec(), peer: peer.to_vec(), metadata: None };
+        let request = Request {
+            id: Some(id),
+            method: JOIN.into(),
+            payload: Some(any::pack_request(&join)),
+            stream: Some(true),
+        };
+        frame_of(rpc_message::Content::Request(request))
+    }
+
+    fn close_frame(id: i32) -> Vec<u8> {
+        frame_of(rpc_message::Content::StreamClose(StreamClose { id: Some(id) }))
+    }
+
+    #[test]
+    fn a_stream_id_reused_after_a_withdrawal_keeps_the_new_stream() {
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::new(metrics.clone(), &Limits::default());
+        let (mut session, mailbox, _rx) = session(AuthPolicy::Optional);
+        let (topic, owner, other) = ([1; 32], [2; 32], [3; 32]);
+        let handle = |frame: Vec<u8>, session: &mut Session| {
+            session.handle(&frame, Instant::now(), SystemTime::now(), &hub, &metrics).expect("valid frames")
+        };
+        handle(join_frame(5, &topic, &owner), &mut session);
+        // The owner proves its key elsewhere: stream 5 is withdrawn, but before the session
+        // hears of it, the client closes stream 5 and opens another with the same id.
+        hub.claim(&Key::copy_from_slice(&owner));
+        handle(close_frame(5), &mut session);
+        handle(join_frame(5, &topic, &other), &mut session);
+        assert_eq!(session.delivery(mailbox.take()), Vec::<Vec<u8>>::new(), "the new stream stays");
+        assert_eq!(metrics.members.get(), 1);
+        session.close(&hub);
+        assert_eq!(metrics.members.get(), 0, "closing the session leaves the topic");
+    }
 
     #[test]
     fn payload_frames_match_the_generic_encoder() {
