@@ -38,6 +38,8 @@ const WRITE_BATCH: usize = 64;
 const YIELDING_WRITES: u32 = 16;
 /// How long a close handshake may take before the socket is just dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Longest close reason, in bytes, that fits a WebSocket close frame.
+const MAX_CLOSE_REASON: usize = 123;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -235,7 +237,13 @@ pub(crate) async fn run<S>(
         Ending::Transport(err) => debug!(conn, %err, "connection failed"),
         other => debug!(conn, ending = ?other, "connection closed"),
     }
-    if let Some((code, reason)) = close {
+    if let Some((code, mut reason)) = close {
+        // A close frame carries at most 125 bytes, two of them the code: a longer reason would
+        // make the client fail the connection instead of reading the code.
+        if reason.len() > MAX_CLOSE_REASON {
+            let end = (0..=MAX_CLOSE_REASON).rev().find(|&end| reason.is_char_boundary(end)).unwrap_or(0);
+            reason.truncate(end);
+        }
         let frame = CloseFrame { code, reason: reason.into() };
         // The close handshake gets a grace period, and none at all once the server is aborted.
         tokio::select! {

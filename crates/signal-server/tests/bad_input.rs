@@ -252,3 +252,16 @@ async fn closing_an_open_stream_works_even_beyond_the_rate_limit() {
     client.close_stream(0).await;
     assert_eq!(left_peer(&watcher.expect_event(0).await), Some(bob.as_bytes().to_vec()));
 }
+
+#[tokio::test]
+async fn a_long_violation_still_closes_with_a_valid_close_frame() {
+    let server = server_with(Config::default()).await;
+    let mut bad = RawClient::connect(&server.url()).await;
+    // A request whose payload's type URL is not UTF-8: prost names every enclosing field in its
+    // error, which makes a reason longer than a close frame may carry.
+    let any = [vec![0x0a, 0x02, 0xff, 0xfe]].concat();
+    let request = [vec![0x0a, 0x01, b'm', 0x12, any.len() as u8], any].concat();
+    let message = [vec![0x0a, request.len() as u8], request].concat();
+    bad.send_bytes(message).await;
+    assert_eq!(bad.expect_closed().await, Some(1002));
+}
