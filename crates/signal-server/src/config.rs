@@ -49,6 +49,11 @@ pub struct Limits {
     pub max_joins_per_connection: usize,
     /// Open inbox (ReceiveMessages) streams per connection.
     pub max_inboxes_per_connection: usize,
+    /// Open inbox streams for one peer key, over all connections; more are answered
+    /// `LIMIT_EXCEEDED`. Every message to the key is copied to each of them, so this bounds what
+    /// one `SendMessage` costs. (With auth off anyone may fill a key's inboxes, as anyone may
+    /// read them; proving the key withdraws the inboxes unproven sessions opened.)
+    pub max_inboxes_per_peer: usize,
     /// Requests per connection, answered `RATE_LIMIT_EXCEEDED` beyond it. Every request takes
     /// from it, and so do the `dxos.rpc` frames that are not requests (`open`, `stream_close`).
     pub rate_limit: RateLimit,
@@ -71,8 +76,12 @@ pub struct Limits {
     /// before the connection is closed. Capped at `idle_timeout`, so a client that never reads
     /// is gone within the idle timeout at the latest.
     pub write_timeout: Duration,
-    /// Time allowed for the TLS and HTTP handshakes.
+    /// Time allowed for the TLS and HTTP handshakes together.
     pub handshake_timeout: Duration,
+    /// Sockets in their TLS or HTTP handshake at once (plain HTTP requests included); sockets
+    /// accepted beyond it are closed at once. With `handshake_timeout`, this bounds what clients
+    /// that connect and never finish a request can hold.
+    pub max_handshakes: usize,
     /// Frames queued to one connection; relayed messages beyond it are dropped, and a connection
     /// that cannot take a swarm event is closed (its client reconnects and rejoins).
     pub send_queue: usize,
@@ -85,6 +94,7 @@ impl Default for Limits {
             max_connections: 20_000,
             max_joins_per_connection: 64,
             max_inboxes_per_connection: 16,
+            max_inboxes_per_peer: 16,
             rate_limit: RateLimit { per_second: 200.0, burst: 400 },
             join_rate_per_topic: RateLimit { per_second: 50.0, burst: 250 },
             join_rate_per_connection: RateLimit { per_second: 10.0, burst: 64 },
@@ -93,6 +103,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(40),
             write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1_024,
             send_queue: 256,
         }
     }

@@ -133,6 +133,7 @@ impl<T> Sharded<T> {
 /// deadlock.
 pub(crate) struct Hub {
     max_topic_members: usize,
+    max_inboxes_per_peer: usize,
     join_rate_per_topic: RateLimit,
     topics: Sharded<Topic>,
     /// The topics each peer is a member of, to find its registrations when its key is claimed.
@@ -146,6 +147,7 @@ impl Hub {
     pub(crate) fn new(metrics: Arc<Metrics>, limits: &Limits) -> Self {
         Self {
             max_topic_members: limits.max_topic_members,
+            max_inboxes_per_peer: limits.max_inboxes_per_peer,
             join_rate_per_topic: limits.join_rate_per_topic,
             topics: Sharded::new(),
             memberships: Sharded::new(),
@@ -263,9 +265,14 @@ impl Hub {
         removed
     }
 
-    /// Opens an inbox stream for `peer`.
-    pub(crate) fn subscribe(&self, peer: &Key, registration: Registration) {
-        self.inboxes.lock(peer).entry(peer.clone()).or_default().push(registration);
+    /// Opens an inbox stream for `peer`, unless it has as many as it may. Returns whether it did.
+    pub(crate) fn subscribe(&self, peer: &Key, registration: Registration) -> bool {
+        let mut inboxes = self.inboxes.lock(peer);
+        if inboxes.get(peer).map_or(0, Vec::len) >= self.max_inboxes_per_peer {
+            return false;
+        }
+        inboxes.entry(peer.clone()).or_default().push(registration);
+        true
     }
 
     /// Closes an inbox stream.

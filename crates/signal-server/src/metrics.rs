@@ -31,7 +31,7 @@ impl Metrics {
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
         registry.register(
             "connections_rejected",
-            "Connections refused at the connection limit",
+            "Connections refused at the connection limit or closed at the handshake limit",
             metrics.connections_rejected.clone(),
         );
         registry.register("topics", "Topics with at least one member", metrics.topics.clone());
@@ -121,7 +121,8 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Failed authentication attempts.
     pub auth_failures: u64,
-    /// Connections refused at the connection limit.
+    /// Connections refused at the connection limit (HTTP 503) or closed at once at the
+    /// handshake limit.
     pub connections_rejected: u64,
     /// Joins answered `RATE_LIMIT_EXCEEDED` by the per-topic or per-connection join limit (also
     /// counted in `rate_limited`).

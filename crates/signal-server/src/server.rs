@@ -70,7 +70,27 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
     pub(crate) metrics: Arc<Metrics>,
     open_sockets: AtomicUsize,
+    /// Sockets in their TLS or HTTP handshake, which [`crate::Limits::max_handshakes`] caps.
+    handshakes: AtomicUsize,
     next_id: AtomicU64,
+}
+
+/// A socket's place among those in their handshake, given back when dropped.
+struct HandshakeSlot(Arc<Shared>);
+
+impl HandshakeSlot {
+    /// Takes a place, unless they are all taken.
+    fn take(shared: &Arc<Shared>) -> Option<Self> {
+        let taken = shared.handshakes.fetch_add(1, Ordering::Relaxed);
+        let slot = Self(shared.clone());
+        (taken < shared.config.limits.max_handshakes).then_some(slot)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.handshakes.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -117,6 +137,7 @@ impl Server {
             config,
             aborted: CancellationToken::new(),
             open_sockets: AtomicUsize::new(0),
+            handshakes: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
         });
         let shutdown = CancellationToken::new();
@@ -208,11 +229,16 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(slot) = HandshakeSlot::take(&shared) else {
+                    debug!(%peer, "too many handshakes; closing");
+                    shared.metrics.connections_rejected.inc();
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (shared, shutdown, tls) = (shared.clone(), shutdown.clone(), tls.clone());
                 tracker.spawn(async move {
                     let open = shared.open_sockets.fetch_add(1, Ordering::Relaxed) + 1;
-                    serve_socket(stream, peer, tls, &shared, shutdown, open).await;
+                    serve_socket(stream, peer, tls, &shared, shutdown, open, slot).await;
                     shared.open_sockets.fetch_sub(1, Ordering::Relaxed);
                 });
             }
@@ -231,6 +257,7 @@ async fn serve_socket(
     shared: &Arc<Shared>,
     shutdown: CancellationToken,
     open: usize,
+    slot: HandshakeSlot,
 ) {
     // A token per connection: polling a token locks its node, and a node each keeps connections
     // from contending for one lock.
@@ -238,7 +265,7 @@ async fn serve_socket(
     // The TLS and HTTP handshakes share one deadline, and shutdown does not wait for them.
     let deadline = tokio::time::Instant::now() + shared.config.limits.handshake_timeout;
     match tls {
-        None => serve(stream, peer, shared, shutdown, open, deadline).await,
+        None => serve(stream, peer, shared, shutdown, open, deadline, slot).await,
         // Boxed: a TLS connection's state is much larger than a plain one's, and every plain
         // connection's task would otherwise reserve room for it.
         Some(acceptor) => {
@@ -248,7 +275,7 @@ async fn serve_socket(
                     accepted = timeout_at(deadline, acceptor.accept(stream)) => accepted,
                 };
                 match accepted {
-                    Ok(Ok(stream)) => serve(stream, peer, shared, shutdown, open, deadline).await,
+                    Ok(Ok(stream)) => serve(stream, peer, shared, shutdown, open, deadline, slot).await,
                     Ok(Err(err)) => debug!(%peer, %err, "TLS handshake failed"),
                     Err(_) => debug!(%peer, "TLS handshake timed out"),
                 }
@@ -266,6 +293,7 @@ async fn serve<S>(
     shutdown: CancellationToken,
     open: usize,
     deadline: tokio::time::Instant,
+    slot: HandshakeSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -273,6 +301,7 @@ async fn serve<S>(
         () = shutdown.cancelled() => return,
         upgraded = timeout_at(deadline, answer(stream, peer, shared, open)) => upgraded,
     };
+    drop(slot);
     match upgraded {
         Ok(Some((ws, host))) => {
             let authority = shared.authority.clone().unwrap_or_else(|| Arc::from(host));

@@ -227,7 +227,9 @@ impl Session {
             return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many inboxes on this connection"));
         }
         self.authorize(&peer, hub)?;
-        hub.subscribe(&peer, self.registration(id, &peer));
+        if !hub.subscribe(&peer, self.registration(id, &peer)) {
+            return Err(Refusal::new(codes::LIMIT_EXCEEDED, "this key has as many inboxes open as it may"));
+        }
         self.inboxes.insert(id, peer);
         Ok(vec![frame_of(response(id, response::Content::StreamReady(true)))])
     }
