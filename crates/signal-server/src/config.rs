@@ -82,8 +82,8 @@ pub struct Limits {
     /// accepted beyond it are closed at once. With `handshake_timeout`, this bounds what clients
     /// that connect and never finish a request can hold.
     pub max_handshakes: usize,
-    /// Frames queued to one connection; relayed messages beyond it are dropped, and a connection
-    /// that cannot take a swarm event is closed (its client reconnects and rejoins).
+    /// Relayed messages queued to one connection; more are dropped (the reliable messenger
+    /// resends). Swarm events do not queue here: they are coalesced per stream and peer.
     pub send_queue: usize,
 }
 
