@@ -67,22 +67,25 @@ async fn clients_that_stop_reading_are_closed_after_the_write_timeout() {
     assert_eq!(server.stats().connections, 1, "only the flooder is left");
 }
 
-#[tokio::test]
-async fn shutdown_is_not_delayed_by_a_client_that_stopped_reading() {
-    // The write timeout is far longer than the shutdown deadline: shutdown must not wait for it.
+/// A server with a write stuck on a client that stopped reading, whose write timeout (an hour)
+/// is far longer than any test waits; returns the server and the clients keeping it stuck.
+async fn server_stuck_writing() -> (Server, RawClient, RawClient) {
     let config = Config { limits: limits(Duration::from_secs(3600)), ..Config::default() };
     let server = server_with(config).await;
-    let (_client, peer) = stalled(&server).await;
+    let (client, peer) = stalled(&server).await;
     // Once messages are dropped, the connection's queue is full: its task is stuck writing.
-    flood(&server, &[peer], |server| server.stats().messages_dropped > 0).await;
+    let flooder = flood(&server, &[peer], |server| server.stats().messages_dropped > 0).await;
+    (server, client, flooder)
+}
+
+#[tokio::test]
+async fn shutdown_is_not_delayed_by_a_client_that_stopped_reading() {
+    let (server, _client, _flooder) = server_stuck_writing().await;
     assert!(server.shutdown(Duration::from_secs(5)).await, "every connection finished");
 }
 
 #[tokio::test]
 async fn abort_is_not_delayed_by_a_client_that_stopped_reading() {
-    let config = Config { limits: limits(Duration::from_secs(3600)), ..Config::default() };
-    let server = server_with(config).await;
-    let (_client, peer) = stalled(&server).await;
-    flood(&server, &[peer], |server| server.stats().messages_dropped > 0).await;
+    let (server, _client, _flooder) = server_stuck_writing().await;
     tokio::time::timeout(PATIENCE, server.abort()).await.expect("abort returns");
 }
