@@ -3,7 +3,7 @@
 //! protocol violations and server shutdown.
 
 use std::{
-    pin::Pin,
+    pin::{Pin, pin},
     sync::Arc,
     task::Poll,
     time::{Duration, Instant, SystemTime},
@@ -77,178 +77,189 @@ impl Interrupted {
 
 /// Runs one write to the client: done at once if the socket takes it, as almost every write is;
 /// otherwise raced against the write timeout and the server stopping, so that a client that does
-/// not read can hold neither its connection nor a shutdown.
+/// not read can hold neither its connection nor a shutdown. The caller pins the write: taken by
+/// value, it would be stored twice in every connection's task.
 async fn bounded<T>(
-    write: impl Future<Output = Result<T, WsError>>,
+    mut write: Pin<&mut impl Future<Output = Result<T, WsError>>>,
     limit: Duration,
     stopping: Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> Result<T, Interrupted> {
-    let mut write = std::pin::pin!(write);
     // The fast path needs neither a timer nor a look at the shutdown token.
     if let Poll::Ready(result) = futures::poll!(write.as_mut()) {
         return result.map_err(Interrupted::Failed);
     }
+    // Boxed: only a stalled write needs the timer, and every connection's task would otherwise
+    // reserve room for it.
+    let deadline = Box::pin(tokio::time::sleep(limit));
     tokio::select! {
         biased;
         result = write => result.map_err(Interrupted::Failed),
         () = stopping => Err(Interrupted::Stopping),
-        () = tokio::time::sleep(limit) => Err(Interrupted::TimedOut),
+        () = deadline => Err(Interrupted::TimedOut),
     }
 }
 
-pub(crate) async fn run<S>(
+/// Runs the connection until it ends. Not an `async fn`: that would store `ws`, the largest part
+/// of every connection's task, twice (once as the argument, once as the body's copy).
+#[allow(clippy::manual_async_fn, reason = "an async fn would store `ws` twice")]
+pub(crate) fn run<S>(
     mut ws: WebSocketStream<S>,
     shared: Arc<Shared>,
     authority: Arc<str>,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let conn = shared.next_connection_id();
-    let limits = shared.config.limits.clone();
-    // A client that never reads is gone within the idle timeout at the latest.
-    let write_timeout = limits.write_timeout.min(limits.idle_timeout);
-    let (tx, mut rx) = mpsc::channel(limits.send_queue);
-    let mailbox = Arc::new(Mailbox::default());
-    let endpoint = Endpoint { conn, tx, mailbox: mailbox.clone() };
-    let mut session = Session::new(endpoint, authority, shared.config.auth, limits.clone(), Instant::now());
-    shared.metrics.connections.inc();
-    debug!(conn, "connection opened");
+    async move {
+        let conn = shared.next_connection_id();
+        let limits = &shared.config.limits;
+        // A client that never reads is gone within the idle timeout at the latest.
+        let write_timeout = limits.write_timeout.min(limits.idle_timeout);
+        let (tx, mut rx) = mpsc::channel(limits.send_queue);
+        let mailbox = Arc::new(Mailbox::default());
+        let endpoint = Endpoint { conn, tx, mailbox: mailbox.clone() };
+        let mut session = Session::new(endpoint, authority, shared.config.auth, limits, Instant::now());
+        shared.metrics.connections.inc();
+        debug!(conn, "connection opened");
 
-    // These futures are polled on every wake-up, so they are made once rather than per loop.
-    // `shutdown` is this connection's own child of the server-wide token.
-    let stopping = shutdown.cancelled();
-    // The idle timer is re-armed when it fires rather than on every frame.
-    let mut last_input = tokio::time::Instant::now();
-    let idle = sleep_until(last_input + limits.idle_timeout);
-    tokio::pin!(stopping, idle);
-    // Frames fed to the WebSocket since the last flush. They go out together when nothing else is
-    // ready (or a batch is full): under load, replies and deliveries share socket writes.
-    let mut unflushed = 0;
-    // Whether the task already let the others run once since it last had nothing ready, and how
-    // many more writes may still yield first: a write that carried several frames (load) grants
-    // [`YIELDING_WRITES`], so a lightly loaded server does not pay for a yield per write.
-    let mut yielded = false;
-    let mut yields_left = 0;
-    let ending = loop {
-        // Swarm events and withdrawals first: whatever piled up since the last look goes out as
-        // one coalesced snapshot.
-        if mailbox.is_ready() {
-            let frames = session.delivery(mailbox.take());
-            match bounded(feed_all(&mut ws, frames), write_timeout, stopping.as_mut()).await {
-                Ok(fed) => unflushed += fed,
-                Err(interrupted) => break interrupted.ending(&shared),
-            }
-        }
-        tokio::select! {
-            biased;
-            // An abort cancels `aborted` before the shutdown token, so it is visible here.
-            () = &mut stopping => {
-                break if shared.aborted.is_cancelled() {
-                    Ending::Aborted
-                } else {
-                    Ending::ShuttingDown { writing: false }
-                }
-            }
-            // Finish delivering what others sent before taking new requests.
-            Some(outbound) = rx.recv() => {
-                let fed = feed_outbound(&mut ws, &session, outbound, &mut rx);
-                match bounded(fed, write_timeout, stopping.as_mut()).await {
+        // These futures are polled on every wake-up, so they are made once rather than per loop.
+        // `shutdown` is this connection's own child of the server-wide token.
+        let stopping = shutdown.cancelled();
+        // The idle timer is re-armed when it fires rather than on every frame.
+        let mut last_input = tokio::time::Instant::now();
+        let idle = sleep_until(last_input + limits.idle_timeout);
+        tokio::pin!(stopping, idle);
+        // Frames fed to the WebSocket since the last flush. They go out together when nothing else is
+        // ready (or a batch is full): under load, replies and deliveries share socket writes.
+        let mut unflushed = 0;
+        // Whether the task already let the others run once since it last had nothing ready, and how
+        // many more writes may still yield first: a write that carried several frames (load) grants
+        // [`YIELDING_WRITES`], so a lightly loaded server does not pay for a yield per write.
+        let mut yielded = false;
+        let mut yields_left = 0;
+        let ending = loop {
+            // Swarm events and withdrawals first: whatever piled up since the last look goes out as
+            // one coalesced snapshot.
+            if mailbox.is_ready() {
+                let frames = session.delivery(mailbox.take());
+                match bounded(pin!(feed_all(&mut ws, frames)), write_timeout, stopping.as_mut()).await {
                     Ok(fed) => unflushed += fed,
                     Err(interrupted) => break interrupted.ending(&shared),
                 }
             }
-            incoming = ws.next() => {
-                last_input = tokio::time::Instant::now();
-                match incoming {
-                    None | Some(Ok(WsMessage::Close(_))) => break Ending::ClientClosed,
-                    Some(Ok(WsMessage::Binary(frame))) => {
-                        match session.handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics) {
-                            Ok(replies) => {
-                                match bounded(feed_all(&mut ws, replies), write_timeout, stopping.as_mut()).await {
-                                    Ok(fed) => unflushed += fed,
-                                    Err(interrupted) => break interrupted.ending(&shared),
+            tokio::select! {
+                biased;
+                // An abort cancels `aborted` before the shutdown token, so it is visible here.
+                () = &mut stopping => {
+                    break if shared.aborted.is_cancelled() {
+                        Ending::Aborted
+                    } else {
+                        Ending::ShuttingDown { writing: false }
+                    }
+                }
+                // Finish delivering what others sent before taking new requests.
+                Some(outbound) = rx.recv() => {
+                    let fed = pin!(feed_outbound(&mut ws, &session, outbound, &mut rx));
+                    match bounded(fed, write_timeout, stopping.as_mut()).await {
+                        Ok(fed) => unflushed += fed,
+                        Err(interrupted) => break interrupted.ending(&shared),
+                    }
+                }
+                incoming = ws.next() => {
+                    last_input = tokio::time::Instant::now();
+                    match incoming {
+                        None | Some(Ok(WsMessage::Close(_))) => break Ending::ClientClosed,
+                        Some(Ok(WsMessage::Binary(frame))) => {
+                            match session.handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics) {
+                                Ok(replies) => {
+                                    match bounded(pin!(feed_all(&mut ws, replies)), write_timeout, stopping.as_mut()).await {
+                                        Ok(fed) => unflushed += fed,
+                                        Err(interrupted) => break interrupted.ending(&shared),
+                                    }
+                                }
+                                Err(violation) => {
+                                    shared.metrics.frames_rejected.inc();
+                                    break Ending::Violation(violation);
                                 }
                             }
-                            Err(violation) => {
+                        }
+                        // `__ping__` keep-alives (and any other text) only reset the idle timer.
+                        Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                        Some(Err(err)) => {
+                            if is_capacity_error(&err) {
                                 shared.metrics.frames_rejected.inc();
-                                break Ending::Violation(violation);
                             }
+                            break Ending::Transport(err.to_string());
                         }
                     }
-                    // `__ping__` keep-alives (and any other text) only reset the idle timer.
-                    Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                    Some(Err(err)) => {
-                        if is_capacity_error(&err) {
-                            shared.metrics.frames_rejected.inc();
-                        }
-                        break Ending::Transport(err.to_string());
+                }
+                () = &mut idle => {
+                    let deadline = last_input + limits.idle_timeout;
+                    if deadline <= tokio::time::Instant::now() {
+                        break Ending::Idle;
                     }
+                    idle.as_mut().reset(deadline);
+                }
+                // Nothing above is ready. Under load, first let the other tasks run once (a yield puts
+                // this one behind them): they often queue more frames for this connection, which then
+                // share its write. Then write out what was fed.
+                () = std::future::ready(()), if unflushed > 0 => {
+                    if !yielded && yields_left > 0 {
+                        yielded = true;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    if let Err(interrupted) = bounded(pin!(ws.flush()), write_timeout, stopping.as_mut()).await {
+                        break interrupted.ending(&shared);
+                    }
+                    yields_left = if unflushed > 1 { YIELDING_WRITES } else { yields_left.saturating_sub(1) };
+                    (unflushed, yielded) = (0, false);
                 }
             }
-            () = &mut idle => {
-                let deadline = last_input + limits.idle_timeout;
-                if deadline <= tokio::time::Instant::now() {
-                    break Ending::Idle;
-                }
-                idle.as_mut().reset(deadline);
-            }
-            // Nothing above is ready. Under load, first let the other tasks run once (a yield puts
-            // this one behind them): they often queue more frames for this connection, which then
-            // share its write. Then write out what was fed.
-            () = std::future::ready(()), if unflushed > 0 => {
-                if !yielded && yields_left > 0 {
-                    yielded = true;
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                if let Err(interrupted) = bounded(ws.flush(), write_timeout, stopping.as_mut()).await {
+            if unflushed >= WRITE_BATCH {
+                if let Err(interrupted) = bounded(pin!(ws.flush()), write_timeout, stopping.as_mut()).await {
                     break interrupted.ending(&shared);
                 }
-                yields_left = if unflushed > 1 { YIELDING_WRITES } else { yields_left.saturating_sub(1) };
-                (unflushed, yielded) = (0, false);
+                (unflushed, yielded, yields_left) = (0, false, YIELDING_WRITES);
             }
-        }
-        if unflushed >= WRITE_BATCH {
-            if let Err(interrupted) = bounded(ws.flush(), write_timeout, stopping.as_mut()).await {
-                break interrupted.ending(&shared);
-            }
-            (unflushed, yielded, yields_left) = (0, false, YIELDING_WRITES);
-        }
-    };
+        };
 
-    session.close(&shared.hub);
-    shared.metrics.connections.dec();
-    if matches!(ending, Ending::WriteTimedOut) {
-        shared.metrics.writes_timed_out.inc();
-    }
-    let close = match &ending {
-        Ending::ClientClosed
-        | Ending::Transport(_)
-        | Ending::Aborted
-        | Ending::WriteTimedOut
-        | Ending::ShuttingDown { writing: true } => None,
-        Ending::Idle => Some((CloseCode::Normal, "idle".to_owned())),
-        Ending::ShuttingDown { writing: false } => Some((CloseCode::Away, "server shutting down".to_owned())),
-        Ending::Violation(violation) => Some((CloseCode::Protocol, violation.to_string())),
-    };
-    match &ending {
-        Ending::Violation(violation) => info!(conn, %violation, "closing connection"),
-        Ending::Transport(err) => debug!(conn, %err, "connection failed"),
-        other => debug!(conn, ending = ?other, "connection closed"),
-    }
-    if let Some((code, mut reason)) = close {
-        // A close frame carries at most 125 bytes, two of them the code: a longer reason would
-        // make the client fail the connection instead of reading the code.
-        if reason.len() > MAX_CLOSE_REASON {
-            let end = (0..=MAX_CLOSE_REASON).rev().find(|&end| reason.is_char_boundary(end)).unwrap_or(0);
-            reason.truncate(end);
+        session.close(&shared.hub);
+        shared.metrics.connections.dec();
+        if matches!(ending, Ending::WriteTimedOut) {
+            shared.metrics.writes_timed_out.inc();
         }
-        let frame = CloseFrame { code, reason: reason.into() };
-        // The close handshake gets a grace period, and none at all once the server is aborted.
-        tokio::select! {
-            _ = timeout(CLOSE_GRACE, ws.close(Some(frame))) => {}
-            () = shared.aborted.cancelled() => {}
+        let close = match &ending {
+            Ending::ClientClosed
+            | Ending::Transport(_)
+            | Ending::Aborted
+            | Ending::WriteTimedOut
+            | Ending::ShuttingDown { writing: true } => None,
+            Ending::Idle => Some((CloseCode::Normal, "idle".to_owned())),
+            Ending::ShuttingDown { writing: false } => {
+                Some((CloseCode::Away, "server shutting down".to_owned()))
+            }
+            Ending::Violation(violation) => Some((CloseCode::Protocol, violation.to_string())),
+        };
+        match &ending {
+            Ending::Violation(violation) => info!(conn, %violation, "closing connection"),
+            Ending::Transport(err) => debug!(conn, %err, "connection failed"),
+            other => debug!(conn, ending = ?other, "connection closed"),
+        }
+        if let Some((code, mut reason)) = close {
+            // A close frame carries at most 125 bytes, two of them the code: a longer reason would
+            // make the client fail the connection instead of reading the code.
+            if reason.len() > MAX_CLOSE_REASON {
+                let end = (0..=MAX_CLOSE_REASON).rev().find(|&end| reason.is_char_boundary(end)).unwrap_or(0);
+                reason.truncate(end);
+            }
+            let frame = CloseFrame { code, reason: reason.into() };
+            // The close handshake gets a grace period, and none at all once the server is aborted.
+            tokio::select! {
+                _ = timeout(CLOSE_GRACE, ws.close(Some(frame))) => {}
+                () = shared.aborted.cancelled() => {}
+            }
         }
     }
 }

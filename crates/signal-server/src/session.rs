@@ -75,13 +75,21 @@ impl Refusal {
     }
 }
 
+/// The per-connection caps a session enforces, copied out of [`Limits`]: a whole copy would cost
+/// every connection another 170 bytes.
+struct Caps {
+    joins: usize,
+    inboxes: usize,
+    proven_keys: usize,
+}
+
 pub(crate) struct Session {
     endpoint: Endpoint,
     /// The authority (`host[:port]`) authentication signatures cover: the server's public URL's,
     /// or else the `Host` header the client connected with.
     authority: Arc<str>,
     policy: AuthPolicy,
-    limits: Limits,
+    caps: Caps,
     /// Every frame from the client takes from this.
     limiter: TokenBucket,
     /// Joins take from this as well.
@@ -97,7 +105,7 @@ impl Session {
         endpoint: Endpoint,
         authority: Arc<str>,
         policy: AuthPolicy,
-        limits: Limits,
+        limits: &Limits,
         now: Instant,
     ) -> Self {
         Self {
@@ -106,7 +114,11 @@ impl Session {
             policy,
             limiter: TokenBucket::new(limits.rate_limit, now),
             join_limiter: TokenBucket::new(limits.join_rate_per_connection, now),
-            limits,
+            caps: Caps {
+                joins: limits.max_joins_per_connection,
+                inboxes: limits.max_inboxes_per_connection,
+                proven_keys: limits.max_proven_keys_per_connection,
+            },
             joins: HashMap::new(),
             inboxes: HashMap::new(),
             proven: HashSet::new(),
@@ -192,7 +204,7 @@ impl Session {
         let join: JoinRequest = decode(payload)?;
         let (topic, peer) = (key(join.swarm, "swarm")?, key(join.peer, "peer")?);
         self.check_new_stream(id)?;
-        if self.joins.len() >= self.limits.max_joins_per_connection {
+        if self.joins.len() >= self.caps.joins {
             return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many joins on this connection"));
         }
         self.authorize(&peer, hub)?;
@@ -223,7 +235,7 @@ impl Session {
         let request: ReceptionRequest = decode(payload)?;
         let peer = key(request.peer, "peer")?;
         self.check_new_stream(id)?;
-        if self.inboxes.len() >= self.limits.max_inboxes_per_connection {
+        if self.inboxes.len() >= self.caps.inboxes {
             return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many inboxes on this connection"));
         }
         self.authorize(&peer, hub)?;
@@ -297,7 +309,7 @@ impl Session {
         if self.proven.contains(&peer) {
             return Ok(vec![authenticated(id)]);
         }
-        if self.proven.len() >= self.limits.max_proven_keys_per_connection {
+        if self.proven.len() >= self.caps.proven_keys {
             return Err(Refusal::new(
                 codes::LIMIT_EXCEEDED,
                 "this connection has proven as many keys as it may",
@@ -498,7 +510,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let mailbox = Arc::new(Mailbox::default());
         let endpoint = Endpoint { conn: 1, tx, mailbox: mailbox.clone() };
-        (Session::new(endpoint, Arc::from("host"), policy, Limits::default(), Instant::now()), mailbox, rx)
+        (Session::new(endpoint, Arc::from("host"), policy, &Limits::default(), Instant::now()), mailbox, rx)
     }
 
     fn join_frame(id: i32, topic: &[u8], peer: &[u8]) -> Vec<u8> {
