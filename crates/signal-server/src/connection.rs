@@ -138,15 +138,21 @@ where
         // [`YIELDING_WRITES`], so a lightly loaded server does not pay for a yield per write.
         let mut yielded = false;
         let mut yields_left = 0;
-        let ending = loop {
-            // Swarm events and withdrawals first: whatever piled up since the last look goes out as
-            // one coalesced snapshot.
-            if mailbox.is_ready() {
-                let frames = session.delivery(mailbox.take());
-                match bounded(pin!(feed_all(&mut ws, frames)), write_timeout, stopping.as_mut()).await {
-                    Ok(fed) => unflushed += fed,
+        // Runs one bounded write (see [`bounded`]); a write that does not finish ends the loop.
+        macro_rules! write_or_end {
+            ($write:expr) => {
+                match bounded(pin!($write), write_timeout, stopping.as_mut()).await {
+                    Ok(written) => written,
                     Err(interrupted) => break interrupted.ending(&shared),
                 }
+            };
+        }
+        let ending = loop {
+            // Swarm events and withdrawals first: whatever piled up since the last look goes out
+            // as one coalesced snapshot.
+            if mailbox.is_ready() {
+                let frames = session.delivery(mailbox.take());
+                unflushed += write_or_end!(feed_all(&mut ws, frames));
             }
             tokio::select! {
                 biased;
@@ -160,39 +166,15 @@ where
                 }
                 // Finish delivering what others sent before taking new requests.
                 Some(outbound) = rx.recv() => {
-                    let fed = pin!(feed_outbound(&mut ws, &session, outbound, &mut rx));
-                    match bounded(fed, write_timeout, stopping.as_mut()).await {
-                        Ok(fed) => unflushed += fed,
-                        Err(interrupted) => break interrupted.ending(&shared),
-                    }
+                    unflushed += write_or_end!(feed_outbound(&mut ws, &session, outbound, &mut rx));
                 }
                 incoming = ws.next() => {
                     last_input = tokio::time::Instant::now();
-                    match incoming {
-                        None | Some(Ok(WsMessage::Close(_))) => break Ending::ClientClosed,
-                        Some(Ok(WsMessage::Binary(frame))) => {
-                            match session.handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics) {
-                                Ok(replies) => {
-                                    match bounded(pin!(feed_all(&mut ws, replies)), write_timeout, stopping.as_mut()).await {
-                                        Ok(fed) => unflushed += fed,
-                                        Err(interrupted) => break interrupted.ending(&shared),
-                                    }
-                                }
-                                Err(violation) => {
-                                    shared.metrics.frames_rejected.inc();
-                                    break Ending::Violation(violation);
-                                }
-                            }
-                        }
-                        // `__ping__` keep-alives (and any other text) only reset the idle timer.
-                        Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                        Some(Err(err)) => {
-                            if is_capacity_error(&err) {
-                                shared.metrics.frames_rejected.inc();
-                            }
-                            break Ending::Transport(err.to_string());
-                        }
-                    }
+                    let replies = match on_incoming(incoming, &mut session, &shared) {
+                        Ok(replies) => replies,
+                        Err(ending) => break ending,
+                    };
+                    unflushed += write_or_end!(feed_all(&mut ws, replies));
                 }
                 () = &mut idle => {
                     let deadline = last_input + limits.idle_timeout;
@@ -201,26 +183,22 @@ where
                     }
                     idle.as_mut().reset(deadline);
                 }
-                // Nothing above is ready. Under load, first let the other tasks run once (a yield puts
-                // this one behind them): they often queue more frames for this connection, which then
-                // share its write. Then write out what was fed.
+                // Nothing above is ready. Under load, first let the other tasks run once (a yield
+                // puts this one behind them): they often queue more frames for this connection,
+                // which then share its write. Then write out what was fed.
                 () = std::future::ready(()), if unflushed > 0 => {
                     if !yielded && yields_left > 0 {
                         yielded = true;
                         tokio::task::yield_now().await;
                         continue;
                     }
-                    if let Err(interrupted) = bounded(pin!(ws.flush()), write_timeout, stopping.as_mut()).await {
-                        break interrupted.ending(&shared);
-                    }
+                    write_or_end!(ws.flush());
                     yields_left = if unflushed > 1 { YIELDING_WRITES } else { yields_left.saturating_sub(1) };
                     (unflushed, yielded) = (0, false);
                 }
             }
             if unflushed >= WRITE_BATCH {
-                if let Err(interrupted) = bounded(pin!(ws.flush()), write_timeout, stopping.as_mut()).await {
-                    break interrupted.ending(&shared);
-                }
+                write_or_end!(ws.flush());
                 (unflushed, yielded, yields_left) = (0, false, YIELDING_WRITES);
             }
         };
@@ -260,6 +238,33 @@ where
                 _ = timeout(CLOSE_GRACE, ws.close(Some(frame))) => {}
                 () = shared.aborted.cancelled() => {}
             }
+        }
+    }
+}
+
+/// Handles what the client sent: returns the replies to write, or why the connection ends.
+fn on_incoming(
+    incoming: Option<Result<WsMessage, WsError>>,
+    session: &mut Session,
+    shared: &Shared,
+) -> Result<Vec<Vec<u8>>, Ending> {
+    match incoming {
+        None | Some(Ok(WsMessage::Close(_))) => Err(Ending::ClientClosed),
+        Some(Ok(WsMessage::Binary(frame))) => session
+            .handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics)
+            .map_err(|violation| {
+                shared.metrics.frames_rejected.inc();
+                Ending::Violation(violation)
+            }),
+        // `__ping__` keep-alives (and any other text) only reset the idle timer.
+        Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
+            Ok(Vec::new())
+        }
+        Some(Err(err)) => {
+            if is_capacity_error(&err) {
+                shared.metrics.frames_rejected.inc();
+            }
+            Err(Ending::Transport(err.to_string()))
         }
     }
 }
