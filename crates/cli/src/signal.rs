@@ -14,6 +14,10 @@ pub(crate) struct Args {
     /// Who may use a peer key: off (DXOS behaviour), optional or required proof of the key.
     #[arg(long, default_value = "off", value_parser = parse_auth)]
     auth: AuthPolicy,
+    /// The URL clients reach this server at (ws:// or wss://). With --auth, signatures then cover
+    /// its host[:port] rather than the Host header, so a relaying server cannot replay them.
+    #[arg(long)]
+    public_url: Option<String>,
     /// Open WebSocket connections at most.
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
@@ -29,9 +33,28 @@ pub(crate) struct Args {
     /// Requests allowed at once per connection after a quiet period.
     #[arg(long, default_value_t = Limits::default().rate_limit.burst)]
     rate_burst: u32,
+    /// Joins per second into one topic, from all connections together, on average.
+    #[arg(long, default_value_t = Limits::default().join_rate_per_topic.per_second)]
+    topic_join_rate: f64,
+    /// Joins allowed at once into one topic after a quiet period.
+    #[arg(long, default_value_t = Limits::default().join_rate_per_topic.burst)]
+    topic_join_burst: u32,
+    /// Joins per second per connection, on average.
+    #[arg(long, default_value_t = Limits::default().join_rate_per_connection.per_second)]
+    connection_join_rate: f64,
+    /// Joins allowed at once per connection after a quiet period.
+    #[arg(long, default_value_t = Limits::default().join_rate_per_connection.burst)]
+    connection_join_burst: u32,
+    /// Join streams in one topic at most.
+    #[arg(long, default_value_t = Limits::default().max_topic_members)]
+    max_topic_members: usize,
     /// Seconds without any frame (clients ping every 10) before a connection is closed.
     #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout: u64,
+    /// Seconds a write to a client may stall (it does not read) before the connection is closed;
+    /// capped at --idle-timeout.
+    #[arg(long, default_value_t = Limits::default().write_timeout.as_secs())]
+    write_timeout: u64,
     /// PEM certificate chain: serve wss:// (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -53,11 +76,18 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         max_frame_size: args.max_frame_size,
         max_joins_per_connection: args.max_joins,
         rate_limit: RateLimit { per_second: args.rate_limit, burst: args.rate_burst },
+        join_rate_per_topic: RateLimit { per_second: args.topic_join_rate, burst: args.topic_join_burst },
+        join_rate_per_connection: RateLimit {
+            per_second: args.connection_join_rate,
+            burst: args.connection_join_burst,
+        },
+        max_topic_members: args.max_topic_members,
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        write_timeout: Duration::from_secs(args.write_timeout),
         ..Limits::default()
     };
     let tls = args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles { cert, key });
-    let config = Config { listen: args.listen, limits, auth: args.auth, tls };
+    let config = Config { listen: args.listen, limits, auth: args.auth, tls, public_url: args.public_url };
     let server = Server::start(config).await.context("starting the signal server")?;
     // The URL on stdout, alone on its line, for scripts that start the server on port 0.
     println!("{}", server.url());

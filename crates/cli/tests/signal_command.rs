@@ -73,3 +73,54 @@ fn a_port_in_use_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
 }
+
+#[test]
+fn a_public_url_without_a_host_is_a_clear_error() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mesh"))
+        .args(["signal", "--listen", "127.0.0.1:0", "--public-url", "https://signal.example"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("public URL \"https://signal.example\" is not a ws:// or wss:// URL"),
+        "{stderr}"
+    );
+}
+
+/// Starts `mesh signal` with `args`; returns what it logged before printing its URL.
+async fn startup_log(args: &[&str]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh"))
+        .args(["signal", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mesh starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    tokio::time::timeout(PATIENCE, stdout.next_line())
+        .await
+        .expect("the URL in time")
+        .expect("stdout readable")
+        .expect("the URL line");
+    // The URL comes after the startup logs; stopping the process closes stderr.
+    child.kill().await.expect("mesh stops");
+    let mut log = String::new();
+    child.stderr.take().expect("piped stderr").read_to_string(&mut log).await.expect("stderr readable");
+    log
+}
+
+#[tokio::test]
+async fn authentication_without_a_public_url_warns_that_signatures_can_be_replayed() {
+    let log = startup_log(&["--auth", "optional"]).await;
+    assert!(log.contains("WARN") && log.contains("replay"), "{log}");
+    let log =
+        startup_log(&["--auth", "required", "--public-url", "wss://signal.example/.well-known/dx/signal"])
+            .await;
+    assert!(!log.contains("replay"), "{log}");
+    let log = startup_log(&[]).await;
+    assert!(!log.contains("replay"), "no authentication, nothing to replay: {log}");
+}

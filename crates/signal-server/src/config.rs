@@ -49,14 +49,41 @@ pub struct Limits {
     pub max_joins_per_connection: usize,
     /// Open inbox (ReceiveMessages) streams per connection.
     pub max_inboxes_per_connection: usize,
-    /// Requests per connection, answered `RATE_LIMIT_EXCEEDED` beyond it.
+    /// Open inbox streams for one peer key, over all connections; more are answered
+    /// `LIMIT_EXCEEDED`. Every message to the key is copied to each of them, so this bounds what
+    /// one `SendMessage` costs. (With auth off anyone may fill a key's inboxes, as anyone may
+    /// read them; proving the key withdraws the inboxes unproven sessions opened.)
+    pub max_inboxes_per_peer: usize,
+    /// Requests per connection, answered `RATE_LIMIT_EXCEEDED` beyond it. Every request takes
+    /// from it, and so do the `dxos.rpc` frames that are not requests (`open`, `stream_close`).
     pub rate_limit: RateLimit,
+    /// Joins into one topic, from all connections together; joins beyond it are answered
+    /// `RATE_LIMIT_EXCEEDED` (clients retry). Each join costs work and a swarm event for every
+    /// member, so this bounds what anyone who knows a topic can make its members do.
+    pub join_rate_per_topic: RateLimit,
+    /// Joins per connection, answered `RATE_LIMIT_EXCEEDED` beyond it. The burst lets a client
+    /// rejoin all its topics at once after a reconnect.
+    pub join_rate_per_connection: RateLimit,
+    /// Join streams in one topic (a peer joined from two connections counts twice); joins beyond
+    /// it are answered `LIMIT_EXCEEDED`. The swarm events waiting for one member stream are
+    /// bounded by twice this many, however fast the topic changes.
+    pub max_topic_members: usize,
+    /// Peer keys one connection may prove with `Authenticate`; more are answered `LIMIT_EXCEEDED`.
+    pub max_proven_keys_per_connection: usize,
     /// A connection that sends nothing (not even `__ping__`) for this long is closed.
     pub idle_timeout: Duration,
-    /// Time allowed for the TLS and HTTP handshakes.
+    /// How long one write to a client may stall (its socket full because it does not read)
+    /// before the connection is closed. Capped at `idle_timeout`, so a client that never reads
+    /// is gone within the idle timeout at the latest.
+    pub write_timeout: Duration,
+    /// Time allowed for the TLS and HTTP handshakes together.
     pub handshake_timeout: Duration,
-    /// Frames queued to one connection; relayed messages beyond it are dropped, and a connection
-    /// that cannot take a swarm event is closed (its client reconnects and rejoins).
+    /// Sockets in their TLS or HTTP handshake at once (plain HTTP requests included); sockets
+    /// accepted beyond it are closed at once. With `handshake_timeout`, this bounds what clients
+    /// that connect and never finish a request can hold.
+    pub max_handshakes: usize,
+    /// Relayed messages queued to one connection; more are dropped (the reliable messenger
+    /// resends). Swarm events do not queue here: they are coalesced per stream and peer.
     pub send_queue: usize,
 }
 
@@ -67,9 +94,16 @@ impl Default for Limits {
             max_connections: 20_000,
             max_joins_per_connection: 64,
             max_inboxes_per_connection: 16,
+            max_inboxes_per_peer: 16,
             rate_limit: RateLimit { per_second: 200.0, burst: 400 },
+            join_rate_per_topic: RateLimit { per_second: 50.0, burst: 250 },
+            join_rate_per_connection: RateLimit { per_second: 10.0, burst: 64 },
+            max_topic_members: 1_000,
+            max_proven_keys_per_connection: 16,
             idle_timeout: Duration::from_secs(40),
+            write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1_024,
             send_queue: 256,
         }
     }
@@ -95,6 +129,12 @@ pub struct Config {
     pub auth: AuthPolicy,
     /// Terminate TLS with these files instead of serving plain `ws://`.
     pub tls: Option<TlsFiles>,
+    /// The URL clients reach this server at (`wss://signal.example.com/.well-known/dx/signal`).
+    /// Authentication signatures cover its authority (`host[:port]`), so a server that relays a
+    /// client's challenge to this one cannot replay the signature. Without it, signatures cover
+    /// the client's `Host` header, which a relaying server controls: the server warns at start
+    /// when authentication is on and this is unset.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -104,6 +144,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthPolicy::default(),
             tls: None,
+            public_url: None,
         }
     }
 }

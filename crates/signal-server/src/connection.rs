@@ -1,13 +1,12 @@
 //! The task that drives one WebSocket connection: it feeds client frames to the [`Session`], writes
-//! what the session and the hub produce, and closes the connection on idleness, overload, protocol
-//! violations and server shutdown.
+//! what the session and the hub produce, and closes the connection on idleness, a stalled write,
+//! protocol violations and server shutdown.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Instant, SystemTime},
+    pin::{Pin, pin},
+    sync::Arc,
+    task::Poll,
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures::{SinkExt, StreamExt};
@@ -19,15 +18,16 @@ use tokio::{
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
-        Message as WsMessage,
+        Error as WsError, Message as WsMessage,
         protocol::{CloseFrame, frame::coding::CloseCode},
     },
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, info};
 
 use crate::{
     hub::{Endpoint, Outbound},
+    mailbox::Mailbox,
     server::Shared,
     session::{Session, Violation},
 };
@@ -37,154 +37,240 @@ const WRITE_BATCH: usize = 64;
 /// Writes that yield before flushing after a write that carried several frames.
 const YIELDING_WRITES: u32 = 16;
 /// How long a close handshake may take before the socket is just dropped.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Longest close reason, in bytes, that fits a WebSocket close frame.
+const MAX_CLOSE_REASON: usize = 123;
 
 /// Why a connection ended.
 #[derive(Debug)]
 enum Ending {
     ClientClosed,
     Idle,
-    Overloaded,
-    ShuttingDown,
+    /// A write to the client stalled past the write timeout: it does not read.
+    WriteTimedOut,
+    /// The server shuts down. `writing`: a write was stalled, so a close frame cannot get through.
+    ShuttingDown {
+        writing: bool,
+    },
     Aborted,
     Violation(Violation),
     Transport(String),
 }
 
-pub(crate) async fn run<S>(
+/// Why a write did not finish.
+enum Interrupted {
+    TimedOut,
+    Stopping,
+    Failed(WsError),
+}
+
+impl Interrupted {
+    fn ending(self, shared: &Shared) -> Ending {
+        match self {
+            Self::TimedOut => Ending::WriteTimedOut,
+            Self::Stopping if shared.aborted.is_cancelled() => Ending::Aborted,
+            Self::Stopping => Ending::ShuttingDown { writing: true },
+            Self::Failed(err) => Ending::Transport(err.to_string()),
+        }
+    }
+}
+
+/// Runs one write to the client: done at once if the socket takes it, as almost every write is;
+/// otherwise raced against the write timeout and the server stopping, so that a client that does
+/// not read can hold neither its connection nor a shutdown. The caller pins the write: taken by
+/// value, it would be stored twice in every connection's task.
+async fn bounded<T>(
+    mut write: Pin<&mut impl Future<Output = Result<T, WsError>>>,
+    limit: Duration,
+    stopping: Pin<&mut WaitForCancellationFuture<'_>>,
+) -> Result<T, Interrupted> {
+    // The fast path needs neither a timer nor a look at the shutdown token.
+    if let Poll::Ready(result) = futures::poll!(write.as_mut()) {
+        return result.map_err(Interrupted::Failed);
+    }
+    // Boxed: only a stalled write needs the timer, and every connection's task would otherwise
+    // reserve room for it.
+    let deadline = Box::pin(tokio::time::sleep(limit));
+    tokio::select! {
+        biased;
+        result = write => result.map_err(Interrupted::Failed),
+        () = stopping => Err(Interrupted::Stopping),
+        () = deadline => Err(Interrupted::TimedOut),
+    }
+}
+
+/// Runs the connection until it ends. Not an `async fn`: that would store `ws`, the largest part
+/// of every connection's task, twice (once as the argument, once as the body's copy).
+#[allow(clippy::manual_async_fn, reason = "an async fn would store `ws` twice")]
+pub(crate) fn run<S>(
     mut ws: WebSocketStream<S>,
     shared: Arc<Shared>,
-    host: String,
+    authority: Arc<str>,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let conn = shared.next_connection_id();
-    let limits = shared.config.limits.clone();
-    let (tx, mut rx) = mpsc::channel(limits.send_queue);
-    let overloaded = Arc::new(AtomicBool::new(false));
-    let endpoint = Endpoint { conn, tx, overloaded: overloaded.clone() };
-    let mut session = Session::new(endpoint, host, shared.config.auth, limits.clone(), Instant::now());
-    shared.metrics.connections.inc();
-    debug!(conn, "connection opened");
+    async move {
+        let conn = shared.next_connection_id();
+        let limits = &shared.config.limits;
+        // A client that never reads is gone within the idle timeout at the latest.
+        let write_timeout = limits.write_timeout.min(limits.idle_timeout);
+        let (tx, mut rx) = mpsc::channel(limits.send_queue);
+        let mailbox = Arc::new(Mailbox::default());
+        let endpoint = Endpoint { conn, tx, mailbox: mailbox.clone() };
+        let mut session = Session::new(endpoint, authority, shared.config.auth, limits, Instant::now());
+        shared.metrics.connections.inc();
+        debug!(conn, "connection opened");
 
-    // These futures are polled on every wake-up, so they are made once rather than per loop, and
-    // the connection watches a child of the server-wide shutdown token: polling a token locks its
-    // node, and a node per connection keeps connections from contending for one lock.
-    let shutdown = shutdown.child_token();
-    let stopping = shutdown.cancelled();
-    // The idle timer is re-armed when it fires rather than on every frame.
-    let mut last_input = tokio::time::Instant::now();
-    let idle = sleep_until(last_input + limits.idle_timeout);
-    tokio::pin!(stopping, idle);
-    // Frames fed to the WebSocket since the last flush. They go out together when nothing else is
-    // ready (or a batch is full): under load, replies and deliveries share socket writes.
-    let mut unflushed = 0;
-    // Whether the task already let the others run once since it last had nothing ready, and how
-    // many more writes may still yield first: a write that carried several frames (load) grants
-    // [`YIELDING_WRITES`], so a lightly loaded server does not pay for a yield per write.
-    let mut yielded = false;
-    let mut yields_left = 0;
-    let ending = loop {
-        // Set when the queue was full: the rx branch has frames, so the task wakes to see it.
-        if overloaded.load(Ordering::Relaxed) {
-            break Ending::Overloaded;
-        }
-        tokio::select! {
-            biased;
-            // An abort cancels `aborted` before the shutdown token, so it is visible here.
-            () = &mut stopping => {
-                break if shared.aborted.is_cancelled() { Ending::Aborted } else { Ending::ShuttingDown }
-            }
-            // Finish delivering what others sent before taking new requests.
-            Some(outbound) = rx.recv() => {
-                match feed_outbound(&mut ws, &mut session, outbound, &mut rx).await {
-                    Ok(fed) => unflushed += fed,
-                    Err(err) => break Ending::Transport(err.to_string()),
+        // These futures are polled on every wake-up, so they are made once rather than per loop.
+        // `shutdown` is this connection's own child of the server-wide token.
+        let stopping = shutdown.cancelled();
+        // The idle timer is re-armed when it fires rather than on every frame.
+        let mut last_input = tokio::time::Instant::now();
+        let idle = sleep_until(last_input + limits.idle_timeout);
+        tokio::pin!(stopping, idle);
+        // Frames fed to the WebSocket since the last flush. They go out together when nothing else is
+        // ready (or a batch is full): under load, replies and deliveries share socket writes.
+        let mut unflushed = 0;
+        // Whether the task already let the others run once since it last had nothing ready, and how
+        // many more writes may still yield first: a write that carried several frames (load) grants
+        // [`YIELDING_WRITES`], so a lightly loaded server does not pay for a yield per write.
+        let mut yielded = false;
+        let mut yields_left = 0;
+        // Runs one bounded write (see [`bounded`]); a write that does not finish ends the loop.
+        macro_rules! write_or_end {
+            ($write:expr) => {
+                match bounded(pin!($write), write_timeout, stopping.as_mut()).await {
+                    Ok(written) => written,
+                    Err(interrupted) => break interrupted.ending(&shared),
                 }
+            };
+        }
+        let ending = loop {
+            // Swarm events and withdrawals first: whatever piled up since the last look goes out
+            // as one coalesced snapshot.
+            if mailbox.is_ready() {
+                let frames = session.delivery(mailbox.take());
+                unflushed += write_or_end!(feed_all(&mut ws, frames));
             }
-            incoming = ws.next() => {
-                last_input = tokio::time::Instant::now();
-                match incoming {
-                    None | Some(Ok(WsMessage::Close(_))) => break Ending::ClientClosed,
-                    Some(Ok(WsMessage::Binary(frame))) => {
-                        match session.handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics) {
-                            Ok(replies) => match feed_all(&mut ws, replies).await {
-                                Ok(fed) => unflushed += fed,
-                                Err(err) => break Ending::Transport(err.to_string()),
-                            },
-                            Err(violation) => {
-                                shared.metrics.frames_rejected.inc();
-                                break Ending::Violation(violation);
-                            }
-                        }
-                    }
-                    // `__ping__` keep-alives (and any other text) only reset the idle timer.
-                    Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                    Some(Err(err)) => {
-                        if is_capacity_error(&err) {
-                            shared.metrics.frames_rejected.inc();
-                        }
-                        break Ending::Transport(err.to_string());
+            tokio::select! {
+                biased;
+                // An abort cancels `aborted` before the shutdown token, so it is visible here.
+                () = &mut stopping => {
+                    break if shared.aborted.is_cancelled() {
+                        Ending::Aborted
+                    } else {
+                        Ending::ShuttingDown { writing: false }
                     }
                 }
-            }
-            () = &mut idle => {
-                let deadline = last_input + limits.idle_timeout;
-                if deadline <= tokio::time::Instant::now() {
-                    break Ending::Idle;
+                // Finish delivering what others sent before taking new requests.
+                Some(outbound) = rx.recv() => {
+                    unflushed += write_or_end!(feed_outbound(&mut ws, &session, outbound, &mut rx));
                 }
-                idle.as_mut().reset(deadline);
-            }
-            // Nothing above is ready. Under load, first let the other tasks run once (a yield puts
-            // this one behind them): they often queue more frames for this connection, which then
-            // share its write. Then write out what was fed.
-            () = std::future::ready(()), if unflushed > 0 => {
-                if !yielded && yields_left > 0 {
-                    yielded = true;
-                    tokio::task::yield_now().await;
-                    continue;
+                incoming = ws.next() => {
+                    last_input = tokio::time::Instant::now();
+                    let replies = match on_incoming(incoming, &mut session, &shared) {
+                        Ok(replies) => replies,
+                        Err(ending) => break ending,
+                    };
+                    unflushed += write_or_end!(feed_all(&mut ws, replies));
                 }
-                if let Err(err) = ws.flush().await {
-                    break Ending::Transport(err.to_string());
+                () = &mut idle => {
+                    let deadline = last_input + limits.idle_timeout;
+                    if deadline <= tokio::time::Instant::now() {
+                        break Ending::Idle;
+                    }
+                    idle.as_mut().reset(deadline);
                 }
-                yields_left = if unflushed > 1 { YIELDING_WRITES } else { yields_left.saturating_sub(1) };
-                (unflushed, yielded) = (0, false);
+                // Nothing above is ready. Under load, first let the other tasks run once (a yield
+                // puts this one behind them): they often queue more frames for this connection,
+                // which then share its write. Then write out what was fed.
+                () = std::future::ready(()), if unflushed > 0 => {
+                    if !yielded && yields_left > 0 {
+                        yielded = true;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    write_or_end!(ws.flush());
+                    yields_left = if unflushed > 1 { YIELDING_WRITES } else { yields_left.saturating_sub(1) };
+                    (unflushed, yielded) = (0, false);
+                }
             }
-        }
-        if unflushed >= WRITE_BATCH {
-            if let Err(err) = ws.flush().await {
-                break Ending::Transport(err.to_string());
+            if unflushed >= WRITE_BATCH {
+                write_or_end!(ws.flush());
+                (unflushed, yielded, yields_left) = (0, false, YIELDING_WRITES);
             }
-            (unflushed, yielded, yields_left) = (0, false, YIELDING_WRITES);
-        }
-    };
+        };
 
-    session.close(&shared.hub);
-    shared.metrics.connections.dec();
-    let close = match &ending {
-        Ending::ClientClosed | Ending::Transport(_) | Ending::Aborted => None,
-        Ending::Idle => Some((CloseCode::Normal, "idle".to_owned())),
-        Ending::Overloaded => Some((CloseCode::Again, "send queue full".to_owned())),
-        Ending::ShuttingDown => Some((CloseCode::Away, "server shutting down".to_owned())),
-        Ending::Violation(violation) => Some((CloseCode::Protocol, violation.to_string())),
-    };
-    match &ending {
-        Ending::Violation(violation) => info!(conn, %violation, "closing connection"),
-        Ending::Transport(err) => debug!(conn, %err, "connection failed"),
-        other => debug!(conn, ending = ?other, "connection closed"),
+        session.close(&shared.hub);
+        shared.metrics.connections.dec();
+        if matches!(ending, Ending::WriteTimedOut) {
+            shared.metrics.writes_timed_out.inc();
+        }
+        let close = match &ending {
+            Ending::ClientClosed
+            | Ending::Transport(_)
+            | Ending::Aborted
+            | Ending::WriteTimedOut
+            | Ending::ShuttingDown { writing: true } => None,
+            Ending::Idle => Some((CloseCode::Normal, "idle".to_owned())),
+            Ending::ShuttingDown { writing: false } => {
+                Some((CloseCode::Away, "server shutting down".to_owned()))
+            }
+            Ending::Violation(violation) => Some((CloseCode::Protocol, violation.to_string())),
+        };
+        match &ending {
+            Ending::Violation(violation) => info!(conn, %violation, "closing connection"),
+            Ending::Transport(err) => debug!(conn, %err, "connection failed"),
+            other => debug!(conn, ending = ?other, "connection closed"),
+        }
+        if let Some((code, mut reason)) = close {
+            // A close frame carries at most 125 bytes, two of them the code: a longer reason would
+            // make the client fail the connection instead of reading the code.
+            if reason.len() > MAX_CLOSE_REASON {
+                let end = (0..=MAX_CLOSE_REASON).rev().find(|&end| reason.is_char_boundary(end)).unwrap_or(0);
+                reason.truncate(end);
+            }
+            let frame = CloseFrame { code, reason: reason.into() };
+            // The close handshake gets a grace period, and none at all once the server is aborted.
+            tokio::select! {
+                _ = timeout(CLOSE_GRACE, ws.close(Some(frame))) => {}
+                () = shared.aborted.cancelled() => {}
+            }
+        }
     }
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame { code, reason: reason.into() };
-        let _ = timeout(CLOSE_GRACE, ws.close(Some(frame))).await;
+}
+
+/// Handles what the client sent: returns the replies to write, or why the connection ends.
+fn on_incoming(
+    incoming: Option<Result<WsMessage, WsError>>,
+    session: &mut Session,
+    shared: &Shared,
+) -> Result<Vec<Vec<u8>>, Ending> {
+    match incoming {
+        None | Some(Ok(WsMessage::Close(_))) => Err(Ending::ClientClosed),
+        Some(Ok(WsMessage::Binary(frame))) => session
+            .handle(&frame, Instant::now(), SystemTime::now(), &shared.hub, &shared.metrics)
+            .map_err(|violation| {
+                shared.metrics.frames_rejected.inc();
+                Ending::Violation(violation)
+            }),
+        // `__ping__` keep-alives (and any other text) only reset the idle timer.
+        Some(Ok(WsMessage::Text(_) | WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
+            Ok(Vec::new())
+        }
+        Some(Err(err)) => {
+            if is_capacity_error(&err) {
+                shared.metrics.frames_rejected.inc();
+            }
+            Err(Ending::Transport(err.to_string()))
+        }
     }
 }
 
 /// Feeds `frames` to the WebSocket without flushing; returns how many.
-async fn feed_all<S>(
-    ws: &mut WebSocketStream<S>,
-    frames: Vec<Vec<u8>>,
-) -> Result<usize, tokio_tungstenite::tungstenite::Error>
+async fn feed_all<S>(ws: &mut WebSocketStream<S>, frames: Vec<Vec<u8>>) -> Result<usize, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -199,10 +285,10 @@ where
 /// how many frames it fed.
 async fn feed_outbound<S>(
     ws: &mut WebSocketStream<S>,
-    session: &mut Session,
+    session: &Session,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Result<usize, tokio_tungstenite::tungstenite::Error>
+) -> Result<usize, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -220,6 +306,6 @@ where
     Ok(fed)
 }
 
-fn is_capacity_error(err: &tokio_tungstenite::tungstenite::Error) -> bool {
-    matches!(err, tokio_tungstenite::tungstenite::Error::Capacity(_))
+fn is_capacity_error(err: &WsError) -> bool {
+    matches!(err, WsError::Capacity(_))
 }

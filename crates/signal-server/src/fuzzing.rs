@@ -2,15 +2,13 @@
 //!
 //! [`Harness`] runs several connections' [`Session`]s on one real [`Hub`] without sockets: frames
 //! go to `Session::handle`, and what the hub queues for a connection comes out through
-//! `Session::outbound`, the way the connection task moves both. A connection closed for breaking
-//! the protocol or for overload is replaced by a fresh one, as a reconnecting client would be.
+//! the connection's mailbox (swarm events, withdrawals) and `Session::outbound` (relayed
+//! messages), the way the connection task moves them. A connection closed for breaking the
+//! protocol is replaced by a fresh one, as a reconnecting client would be.
 //! [`ClientFrame`] writes the requests a client sends.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -27,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::{
     AuthPolicy, Limits, RateLimit, Stats,
     hub::{Endpoint, Hub, Outbound},
+    mailbox::Mailbox,
     metrics::Metrics,
     session::{AUTHENTICATE, CHALLENGE, JOIN, RECEIVE_MESSAGES, SEND_MESSAGE, Session},
 };
@@ -65,15 +64,14 @@ pub fn tight_limits() -> Limits {
 pub enum Handled {
     /// The frames the connection writes to its client, in order.
     Frames(Vec<Vec<u8>>),
-    /// The connection was closed (a protocol violation, or a full send queue); a fresh one took
-    /// its place.
+    /// The connection was closed (a protocol violation); a fresh one took its place.
     Closed,
 }
 
 struct Connection {
     session: Session,
     outbound: mpsc::Receiver<Outbound>,
-    overloaded: Arc<AtomicBool>,
+    mailbox: Arc<Mailbox>,
 }
 
 /// Several connections' sessions on one hub, on a clock the caller advances.
@@ -94,7 +92,7 @@ impl Harness {
     pub fn new(connections: usize, policy: AuthPolicy, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new());
         let mut harness = Self {
-            hub: Hub::new(metrics.clone()),
+            hub: Hub::new(metrics.clone(), &limits),
             metrics,
             policy,
             limits,
@@ -142,12 +140,11 @@ impl Harness {
     pub fn drain(&mut self, conn: usize) -> Handled {
         let index = conn % self.connections.len();
         let connection = &mut self.connections[index];
-        // The task checks for overload before it reads its queue.
-        if connection.overloaded.load(Ordering::Relaxed) {
-            self.reconnect(index);
-            return Handled::Closed;
-        }
+        // The task writes the mailbox's snapshot before what is queued.
         let mut frames = Vec::new();
+        if connection.mailbox.is_ready() {
+            frames = connection.session.delivery(connection.mailbox.take());
+        }
         while let Ok(outbound) = connection.outbound.try_recv() {
             frames.extend(connection.session.outbound(outbound));
         }
@@ -181,12 +178,12 @@ impl Harness {
 
     fn connect(&mut self) -> Connection {
         let (tx, outbound) = mpsc::channel(self.limits.send_queue.max(1));
-        let overloaded = Arc::new(AtomicBool::new(false));
-        let endpoint = Endpoint { conn: self.next_conn, tx, overloaded: overloaded.clone() };
+        let mailbox = Arc::new(Mailbox::default());
+        let endpoint = Endpoint { conn: self.next_conn, tx, mailbox: mailbox.clone() };
         self.next_conn += 1;
         let now = self.start + self.elapsed;
-        let session = Session::new(endpoint, HOST.to_owned(), self.policy, self.limits.clone(), now);
-        Connection { session, outbound, overloaded }
+        let session = Session::new(endpoint, Arc::from(HOST), self.policy, &self.limits, now);
+        Connection { session, outbound, mailbox }
     }
 }
 

@@ -2,77 +2,96 @@
 //! authenticated sessions.
 //!
 //! State is split into shards by key, each behind its own short-held lock, so joins and relays on
-//! different topics and recipients never wait for each other. Nothing here awaits: deliveries to
-//! other connections are `try_send`s on their bounded queues.
+//! different topics and recipients never wait for each other. Nothing here awaits: relayed
+//! messages are `try_send`s on the recipients' bounded queues, and swarm events and withdrawals
+//! are posted to their [`Mailbox`]es, which coalesce instead of growing.
 
 use std::{
     collections::{HashMap, HashSet, hash_map::Entry},
     hash::{BuildHasher, RandomState},
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::SystemTime,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Instant, SystemTime},
 };
 
 use bytes::Bytes;
-use mesh_proto::{
-    Message, Timestamp,
-    dxos::mesh::signal::{SwarmEvent, swarm_event},
-};
+use mesh_proto::Timestamp;
 use tokio::sync::mpsc;
 
-use crate::metrics::Metrics;
+use crate::{
+    Limits, RateLimit,
+    limiter::TokenBucket,
+    mailbox::{Change, Mailbox, Posted},
+    metrics::Metrics,
+};
 
 /// A topic or peer key as the client sent it (DXOS clients may use any bytes as a topic).
 pub(crate) type Key = Bytes;
 
 const SHARDS: usize = 64;
 
-/// What the hub sends to a connection's task.
+/// What the hub queues for a connection's task.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// An encoded `SwarmEvent` for the Join stream `stream`.
-    Event { stream: i32, event: Bytes },
     /// An encoded `Message` for the inbox stream `stream`.
     Message { stream: i32, message: Bytes },
-    /// The Join or inbox stream `stream` is withdrawn: an authenticated session claimed its key.
-    Revoke { stream: i32 },
+    /// The connection's [`Mailbox`] has something: wake up and take it.
+    Wake,
 }
 
-/// How the hub reaches one connection.
+/// How the hub reaches one connection: relayed messages go through its bounded queue (dropped
+/// when full: the reliable messenger resends), swarm events and withdrawals through its
+/// [`Mailbox`], which coalesces instead of overflowing.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     pub(crate) conn: u64,
     pub(crate) tx: mpsc::Sender<Outbound>,
-    /// Set to close a connection that cannot keep up with swarm events. Its queue is full when
-    /// this is set, so its task is awake to see the flag: a plain atomic is enough, and cheaper
-    /// to check on every wake-up than a cancellation token.
-    pub(crate) overloaded: Arc<AtomicBool>,
+    pub(crate) mailbox: Arc<Mailbox>,
 }
 
 /// One open stream of one connection.
 #[derive(Debug, Clone)]
-struct Registration {
-    endpoint: Endpoint,
-    stream: i32,
-    authenticated: bool,
+pub(crate) struct Registration {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) stream: i32,
+    /// Whether the session proved the stream's key.
+    pub(crate) authenticated: bool,
 }
 
 impl Registration {
     fn is(&self, conn: u64, stream: i32) -> bool {
         self.endpoint.conn == conn && self.stream == stream
     }
+
+    fn post_event(&self, peer: &Key, change: Change, metrics: &Metrics) {
+        let posted = self.endpoint.mailbox.post_event(self.stream, peer, change);
+        if posted.coalesced {
+            metrics.events_coalesced.inc();
+        }
+        self.endpoint.wake(posted);
+    }
+
+    fn revoke(&self) {
+        self.endpoint.wake(self.endpoint.mailbox.post_revoke(self.stream));
+    }
 }
 
 impl Endpoint {
-    /// Queues a swarm event; a connection whose queue is full is closed rather than left with a
-    /// wrong view of the swarm.
-    fn send_event(&self, stream: i32, event: Bytes) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Outbound::Event { stream, event }) {
-            self.overloaded.store(true, Ordering::Relaxed);
+    fn wake(&self, posted: Posted) {
+        // A full queue needs no wake-up: the connection is awake to drain it, and it looks at its
+        // mailbox every time round.
+        if posted.wake {
+            let _ = self.tx.try_send(Outbound::Wake);
         }
     }
+}
+
+/// Why the hub refused a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinRefusal {
+    /// The topic's join rate limit is spent.
+    RateLimited,
+    /// The topic has as many join streams as it may.
+    TopicFull,
 }
 
 #[derive(Debug)]
@@ -81,9 +100,12 @@ struct Member {
     registrations: Vec<Registration>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Topic {
     members: HashMap<Key, Member>,
+    /// Registrations over all members, which [`Limits::max_topic_members`] caps.
+    streams: usize,
+    joins: TokenBucket,
 }
 
 struct Sharded<T> {
@@ -106,9 +128,13 @@ impl<T> Sharded<T> {
 
 /// Membership, inboxes and key claims for the whole server.
 ///
-/// Locks are taken one at a time (never a second shard while holding one), so they cannot
+/// Shard locks are taken one at a time (never a second shard while holding one); the only lock
+/// taken under one is a connection's mailbox lock, under which nothing is taken. So they cannot
 /// deadlock.
 pub(crate) struct Hub {
+    max_topic_members: usize,
+    max_inboxes_per_peer: usize,
+    join_rate_per_topic: RateLimit,
     topics: Sharded<Topic>,
     /// The topics each peer is a member of, to find its registrations when its key is claimed.
     memberships: Sharded<HashSet<Key>>,
@@ -117,26 +143,12 @@ pub(crate) struct Hub {
     metrics: Arc<Metrics>,
 }
 
-fn encode_event(event: swarm_event::Event) -> Bytes {
-    Bytes::from(SwarmEvent { event: Some(event) }.encode_to_vec())
-}
-
-fn peer_available(peer: &Key, since: Timestamp) -> Bytes {
-    encode_event(swarm_event::Event::PeerAvailable(swarm_event::PeerAvailable {
-        peer: peer.to_vec(),
-        since: Some(since),
-        until: None,
-        announce_back_to_host: None,
-    }))
-}
-
-fn peer_left(peer: &Key) -> Bytes {
-    encode_event(swarm_event::Event::PeerLeft(swarm_event::PeerLeft { peer: peer.to_vec() }))
-}
-
 impl Hub {
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, limits: &Limits) -> Self {
         Self {
+            max_topic_members: limits.max_topic_members,
+            max_inboxes_per_peer: limits.max_inboxes_per_peer,
+            join_rate_per_topic: limits.join_rate_per_topic,
             topics: Sharded::new(),
             memberships: Sharded::new(),
             inboxes: Sharded::new(),
@@ -145,51 +157,66 @@ impl Hub {
         }
     }
 
-    /// Adds stream `stream` of `endpoint` as `peer` in `topic`. Returns the PeerAvailable events of
-    /// the other members, for the joiner; the other members are told about the joiner.
+    /// Adds `registration` as `peer` in `topic`, unless the topic is full or its join rate is
+    /// spent. Returns the other members and their arrival times, for the joiner; the other members
+    /// are told about the joiner.
     pub(crate) fn join(
         &self,
         topic: &Key,
         peer: &Key,
-        endpoint: &Endpoint,
-        stream: i32,
-        authenticated: bool,
-        now: SystemTime,
-    ) -> Vec<Bytes> {
+        registration: Registration,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Vec<(Key, Timestamp)>, JoinRefusal> {
         let mut topics = self.topics.lock(topic);
-        let state = match topics.entry(topic.clone()) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                self.metrics.topics.inc();
-                entry.insert(Topic::default())
-            }
+        let state = topics.entry(topic.clone()).or_insert_with(|| Topic {
+            members: HashMap::new(),
+            streams: 0,
+            joins: TokenBucket::new(self.join_rate_per_topic, now),
+        });
+        let refusal = if state.streams >= self.max_topic_members {
+            Some(JoinRefusal::TopicFull)
+        } else if !state.joins.try_take(now) {
+            Some(JoinRefusal::RateLimited)
+        } else {
+            None
         };
-        let registration = Registration { endpoint: endpoint.clone(), stream, authenticated };
-        let since = match state.members.entry(peer.clone()) {
+        if let Some(refusal) = refusal {
+            // An empty topic is not kept, so its fresh rate limit costs nothing.
+            if state.members.is_empty() {
+                topics.remove(topic);
+            }
+            return Err(refusal);
+        }
+        if state.members.is_empty() {
+            self.metrics.topics.inc();
+        }
+        state.streams += 1;
+        let (since, new) = match state.members.entry(peer.clone()) {
             Entry::Occupied(entry) => {
                 let member = entry.into_mut();
                 member.registrations.push(registration);
-                member.since
+                (member.since, false)
             }
             Entry::Vacant(entry) => {
                 self.metrics.members.inc();
-                let since = Timestamp::from(now);
+                let since = Timestamp::from(wall);
                 entry.insert(Member { since, registrations: vec![registration] });
-                since
+                (since, true)
             }
         };
 
-        let announcement = peer_available(peer, since);
+        let arrival = Change::Available { since, new };
         let mut for_joiner = Vec::new();
         for (key, member) in state.members.iter().filter(|(key, _)| *key != peer) {
             for other in &member.registrations {
-                other.endpoint.send_event(other.stream, announcement.clone());
+                other.post_event(peer, arrival, &self.metrics);
             }
-            for_joiner.push(peer_available(key, member.since));
+            for_joiner.push((key.clone(), member.since));
         }
         drop(topics);
         self.memberships.lock(peer).entry(peer.clone()).or_default().insert(topic.clone());
-        for_joiner
+        Ok(for_joiner)
     }
 
     /// Removes stream `stream` of connection `conn` from `topic`; when it was the peer's last
@@ -209,17 +236,18 @@ impl Hub {
         let mut topics = self.topics.lock(topic);
         let Some(state) = topics.get_mut(topic) else { return Vec::new() };
         let Some(member) = state.members.get_mut(peer) else { return Vec::new() };
-        let (removed, kept) = std::mem::take(&mut member.registrations).into_iter().partition(|r| matches(r));
+        let (removed, kept): (Vec<_>, _) =
+            std::mem::take(&mut member.registrations).into_iter().partition(|r| matches(r));
         member.registrations = kept;
+        state.streams -= removed.len();
         if !member.registrations.is_empty() {
             return removed;
         }
         state.members.remove(peer);
         self.metrics.members.dec();
-        let departure = peer_left(peer);
         for member in state.members.values() {
             for other in &member.registrations {
-                other.endpoint.send_event(other.stream, departure.clone());
+                other.post_event(peer, Change::Left, &self.metrics);
             }
         }
         if state.members.is_empty() {
@@ -237,10 +265,14 @@ impl Hub {
         removed
     }
 
-    /// Opens an inbox stream for `peer`.
-    pub(crate) fn subscribe(&self, peer: &Key, endpoint: &Endpoint, stream: i32, authenticated: bool) {
-        let registration = Registration { endpoint: endpoint.clone(), stream, authenticated };
-        self.inboxes.lock(peer).entry(peer.clone()).or_default().push(registration);
+    /// Opens an inbox stream for `peer`, unless it has as many as it may. Returns whether it did.
+    pub(crate) fn subscribe(&self, peer: &Key, registration: Registration) -> bool {
+        let mut inboxes = self.inboxes.lock(peer);
+        if inboxes.get(peer).map_or(0, Vec::len) >= self.max_inboxes_per_peer {
+            return false;
+        }
+        inboxes.entry(peer.clone()).or_default().push(registration);
+        true
     }
 
     /// Closes an inbox stream.
@@ -289,21 +321,25 @@ impl Hub {
             .get(peer)
             .map(|joined| joined.iter().cloned().collect())
             .unwrap_or_default();
+        // Withdrawals go through the mailboxes, which never drop them: a connection whose queue
+        // is full still learns that its streams are gone.
         for topic in topics {
             for revoked in self.remove_registrations(&topic, peer, |registration| !registration.authenticated)
             {
-                let _ = revoked.endpoint.tx.try_send(Outbound::Revoke { stream: revoked.stream });
+                revoked.revoke();
             }
         }
         let mut inboxes = self.inboxes.lock(peer);
         if let Some(registrations) = inboxes.get_mut(peer) {
             registrations.retain(|registration| {
                 if !registration.authenticated {
-                    let _ =
-                        registration.endpoint.tx.try_send(Outbound::Revoke { stream: registration.stream });
+                    registration.revoke();
                 }
                 registration.authenticated
             });
+            if registrations.is_empty() {
+                inboxes.remove(peer);
+            }
         }
     }
 

@@ -7,7 +7,8 @@
 //! answers 200 (readiness) and `/metrics` serves Prometheus metrics.
 //!
 //! Beyond DXOS, a session may prove it holds a peer key (`mesh.v1.SignalAuth`), and
-//! [`AuthPolicy`] decides what unproven sessions may do.
+//! [`AuthPolicy`] decides what unproven sessions may do; [`Config::public_url`] binds the proofs
+//! to this server. [`Limits`] bounds what any client can make the server hold or do.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -29,6 +30,7 @@ pub mod fuzzing;
 mod http;
 mod hub;
 mod limiter;
+mod mailbox;
 mod metrics;
 mod server;
 mod session;

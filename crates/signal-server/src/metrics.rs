@@ -18,6 +18,9 @@ pub(crate) struct Metrics {
     pub(crate) frames_rejected: Counter,
     pub(crate) rate_limited: Counter,
     pub(crate) auth_failures: Counter,
+    pub(crate) joins_rate_limited: Counter,
+    pub(crate) events_coalesced: Counter,
+    pub(crate) writes_timed_out: Counter,
     registry: Registry,
 }
 
@@ -28,7 +31,7 @@ impl Metrics {
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
         registry.register(
             "connections_rejected",
-            "Connections refused at the connection limit",
+            "Connections refused at the connection limit or closed at the handshake limit",
             metrics.connections_rejected.clone(),
         );
         registry.register("topics", "Topics with at least one member", metrics.topics.clone());
@@ -54,6 +57,21 @@ impl Metrics {
             metrics.rate_limited.clone(),
         );
         registry.register("auth_failures", "Failed authentication attempts", metrics.auth_failures.clone());
+        registry.register(
+            "joins_rate_limited",
+            "Joins answered RATE_LIMIT_EXCEEDED by the per-topic or per-connection join limit",
+            metrics.joins_rate_limited.clone(),
+        );
+        registry.register(
+            "events_coalesced",
+            "Swarm events merged into one still waiting for the same member stream and peer",
+            metrics.events_coalesced.clone(),
+        );
+        registry.register(
+            "writes_timed_out",
+            "Connections closed because a write to the client stalled past the write timeout",
+            metrics.writes_timed_out.clone(),
+        );
         metrics.registry = registry;
         metrics
     }
@@ -77,6 +95,9 @@ impl Metrics {
             rate_limited: self.rate_limited.get(),
             auth_failures: self.auth_failures.get(),
             connections_rejected: self.connections_rejected.get(),
+            joins_rate_limited: self.joins_rate_limited.get(),
+            events_coalesced: self.events_coalesced.get(),
+            writes_timed_out: self.writes_timed_out.get(),
         }
     }
 }
@@ -100,6 +121,14 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Failed authentication attempts.
     pub auth_failures: u64,
-    /// Connections refused at the connection limit.
+    /// Connections refused at the connection limit (HTTP 503) or closed at once at the
+    /// handshake limit.
     pub connections_rejected: u64,
+    /// Joins answered `RATE_LIMIT_EXCEEDED` by the per-topic or per-connection join limit (also
+    /// counted in `rate_limited`).
+    pub joins_rate_limited: u64,
+    /// Swarm events merged into one still waiting for the same member stream and peer.
+    pub events_coalesced: u64,
+    /// Connections closed because a write to the client stalled past the write timeout.
+    pub writes_timed_out: u64,
 }

@@ -13,7 +13,7 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpSocket, TcpStream},
-    time::timeout,
+    time::{timeout, timeout_at},
 };
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::{
@@ -24,7 +24,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
 use crate::{
-    Config, Stats,
+    AuthPolicy, Config, Stats,
     http::{self, Route, SIGNAL_PATH},
     hub::Hub,
     metrics::Metrics,
@@ -55,17 +55,42 @@ pub enum StartError {
     /// The TLS certificate or key could not be loaded.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// [`Config::public_url`] is not a `ws://` or `wss://` URL with a host.
+    #[error("public URL {0:?} is not a ws:// or wss:// URL with a host")]
+    PublicUrl(String),
 }
 
 /// State shared by every connection task.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// The authority of [`Config::public_url`], which authentication signatures cover.
+    authority: Option<Arc<str>>,
     /// Cancelled by [`Server::abort`]: connections drop their sockets without a close frame.
     pub(crate) aborted: CancellationToken,
     pub(crate) hub: Hub,
     pub(crate) metrics: Arc<Metrics>,
     open_sockets: AtomicUsize,
+    /// Sockets in their TLS or HTTP handshake, which [`crate::Limits::max_handshakes`] caps.
+    handshakes: AtomicUsize,
     next_id: AtomicU64,
+}
+
+/// A socket's place among those in their handshake, given back when dropped.
+struct HandshakeSlot(Arc<Shared>);
+
+impl HandshakeSlot {
+    /// Takes a place, unless they are all taken.
+    fn take(shared: &Arc<Shared>) -> Option<Self> {
+        let taken = shared.handshakes.fetch_add(1, Ordering::Relaxed);
+        let slot = Self(shared.clone());
+        (taken < shared.config.limits.max_handshakes).then_some(slot)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.handshakes.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -86,18 +111,33 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket and starts serving on the current tokio runtime.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        let authority = match &config.public_url {
+            Some(url) => Some(Arc::from(
+                mesh_proto::auth::authority(url).ok_or_else(|| StartError::PublicUrl(url.clone()))?,
+            )),
+            None => None,
+        };
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let listener =
             bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let metrics = Arc::new(Metrics::new());
+        if config.auth != AuthPolicy::Off && authority.is_none() {
+            warn!(
+                "authentication without a public URL: signatures cover the Host header clients send, \
+                 so a server that relays a client's challenge to this one can replay its signature; \
+                 set the public URL (mesh signal --public-url) to bind signatures to this server"
+            );
+        }
         let shared = Arc::new(Shared {
-            hub: Hub::new(metrics.clone()),
+            hub: Hub::new(metrics.clone(), &config.limits),
             metrics,
+            authority,
             config,
             aborted: CancellationToken::new(),
             open_sockets: AtomicUsize::new(0),
+            handshakes: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
         });
         let shutdown = CancellationToken::new();
@@ -189,11 +229,16 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(slot) = HandshakeSlot::take(&shared) else {
+                    debug!(%peer, "too many handshakes; closing");
+                    shared.metrics.connections_rejected.inc();
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (shared, shutdown, tls) = (shared.clone(), shutdown.clone(), tls.clone());
                 tracker.spawn(async move {
                     let open = shared.open_sockets.fetch_add(1, Ordering::Relaxed) + 1;
-                    serve_socket(stream, peer, tls, &shared, shutdown, open).await;
+                    serve_socket(stream, peer, tls, &shared, shutdown, open, slot).await;
                     shared.open_sockets.fetch_sub(1, Ordering::Relaxed);
                 });
             }
@@ -212,49 +257,81 @@ async fn serve_socket(
     shared: &Arc<Shared>,
     shutdown: CancellationToken,
     open: usize,
+    slot: HandshakeSlot,
 ) {
+    // A token per connection: polling a token locks its node, and a node each keeps connections
+    // from contending for one lock.
+    let shutdown = shutdown.child_token();
+    // The TLS and HTTP handshakes share one deadline, and shutdown does not wait for them.
+    let deadline = tokio::time::Instant::now() + shared.config.limits.handshake_timeout;
     match tls {
-        None => serve_http(stream, peer, shared, shutdown, open).await,
+        None => serve(stream, peer, shared, shutdown, open, deadline, slot).await,
         // Boxed: a TLS connection's state is much larger than a plain one's, and every plain
         // connection's task would otherwise reserve room for it.
-        Some(acceptor) => Box::pin(serve_tls(acceptor, stream, peer, shared, shutdown, open)).await,
+        Some(acceptor) => {
+            Box::pin(async {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    accepted = timeout_at(deadline, acceptor.accept(stream)) => accepted,
+                };
+                match accepted {
+                    Ok(Ok(stream)) => serve(stream, peer, shared, shutdown, open, deadline, slot).await,
+                    Ok(Err(err)) => debug!(%peer, %err, "TLS handshake failed"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                }
+            })
+            .await
+        }
     }
 }
 
-async fn serve_tls(
-    acceptor: TlsAcceptor,
-    stream: TcpStream,
+/// Answers the HTTP request on `stream`; runs the connection if it is a WebSocket upgrade.
+async fn serve<S>(
+    stream: S,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     shutdown: CancellationToken,
     open: usize,
-) {
-    match timeout(shared.config.limits.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => serve_http(stream, peer, shared, shutdown, open).await,
-        Ok(Err(err)) => debug!(%peer, %err, "TLS handshake failed"),
-        Err(_) => debug!(%peer, "TLS handshake timed out"),
-    }
-}
-
-async fn serve_http<S>(
-    mut stream: S,
-    peer: SocketAddr,
-    shared: &Arc<Shared>,
-    shutdown: CancellationToken,
-    open: usize,
+    deadline: tokio::time::Instant,
+    slot: HandshakeSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let upgraded = tokio::select! {
+        () = shutdown.cancelled() => return,
+        upgraded = timeout_at(deadline, answer(stream, peer, shared, open)) => upgraded,
+    };
+    drop(slot);
+    match upgraded {
+        Ok(Some((ws, host))) => {
+            let authority = shared.authority.clone().unwrap_or_else(|| Arc::from(host));
+            crate::connection::run(ws, shared.clone(), authority, shutdown).await;
+        }
+        Ok(None) => {}
+        Err(_) => debug!(%peer, "HTTP handshake timed out"),
+    }
+}
+
+/// Reads the request head and answers it; for a WebSocket upgrade, returns the WebSocket and the
+/// `Host` header instead.
+async fn answer<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    open: usize,
+) -> Option<(WebSocketStream<S>, String)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let limits = &shared.config.limits;
-    let head = match timeout(limits.handshake_timeout, http::read_head(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(err)) => {
+    let head = match http::read_head(&mut stream).await {
+        Ok(head) => head,
+        Err(err) => {
             debug!(%peer, %err, "bad HTTP request");
             shared.metrics.frames_rejected.inc();
             let _ = http::respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n").await;
-            return;
+            return None;
         }
-        Err(_) => return,
     };
     let text = "text/plain; charset=utf-8";
     let answered = match head.route {
@@ -276,8 +353,7 @@ async fn serve_http<S>(
                     .max_frame_size(Some(limits.max_frame_size));
                 let ws =
                     WebSocketStream::from_partially_read(stream, head.rest, Role::Server, Some(config)).await;
-                crate::connection::run(ws, shared.clone(), host, shutdown).await;
-                return;
+                return Some((ws, host));
             }
         }
         Route::Ready => http::respond(&mut stream, "200 OK", text, "mesh signal server ready\n").await,
@@ -296,4 +372,5 @@ async fn serve_http<S>(
     if let Err(err) = answered {
         debug!(%peer, %err, "writing HTTP response failed");
     }
+    None
 }

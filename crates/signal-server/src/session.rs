@@ -5,16 +5,17 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::{Instant, SystemTime},
 };
 
 use bytes::Bytes;
 use mesh_keys::{PublicKey, Signature};
 use mesh_proto::{
-    Any, Message, any,
+    Any, Message, Timestamp, any,
     dxos::{
         error::Error as ErrorMessage,
-        mesh::signal::{self, JoinRequest, ReceptionRequest},
+        mesh::signal::{self, JoinRequest, ReceptionRequest, SwarmEvent, swarm_event},
         rpc::{Request, Response, RpcMessage, response, rpc_message},
     },
     mesh::v1::{AuthenticateRequest, AuthenticateResponse, ChallengeRequest, ChallengeResponse},
@@ -22,8 +23,9 @@ use mesh_proto::{
 
 use crate::{
     AuthPolicy, Limits,
-    hub::{Endpoint, Hub, Key, Outbound},
+    hub::{Endpoint, Hub, JoinRefusal, Key, Outbound, Registration},
     limiter::TokenBucket,
+    mailbox::{Post, Unsent},
     metrics::Metrics,
 };
 
@@ -76,13 +78,25 @@ impl Refusal {
     }
 }
 
+/// The per-connection caps a session enforces, copied out of [`Limits`]: a whole copy would cost
+/// every connection another 170 bytes.
+struct Caps {
+    joins: usize,
+    inboxes: usize,
+    proven_keys: usize,
+}
+
 pub(crate) struct Session {
     endpoint: Endpoint,
-    /// The Host header the client connected with, which authentication signatures cover.
-    host: String,
+    /// The authority (`host[:port]`) authentication signatures cover: the server's public URL's,
+    /// or else the `Host` header the client connected with.
+    authority: Arc<str>,
     policy: AuthPolicy,
-    limits: Limits,
+    caps: Caps,
+    /// Every frame from the client takes from this.
     limiter: TokenBucket,
+    /// Joins take from this as well.
+    join_limiter: TokenBucket,
     joins: HashMap<i32, (Key, Key)>,
     inboxes: HashMap<i32, Key>,
     proven: HashSet<Key>,
@@ -92,18 +106,22 @@ pub(crate) struct Session {
 impl Session {
     pub(crate) fn new(
         endpoint: Endpoint,
-        host: String,
+        authority: Arc<str>,
         policy: AuthPolicy,
-        limits: Limits,
+        limits: &Limits,
         now: Instant,
     ) -> Self {
-        let limiter = TokenBucket::new(limits.rate_limit, now);
         Self {
             endpoint,
-            host,
+            authority,
             policy,
-            limits,
-            limiter,
+            limiter: TokenBucket::new(limits.rate_limit, now),
+            join_limiter: TokenBucket::new(limits.join_rate_per_connection, now),
+            caps: Caps {
+                joins: limits.max_joins_per_connection,
+                inboxes: limits.max_inboxes_per_connection,
+                proven_keys: limits.max_proven_keys_per_connection,
+            },
             joins: HashMap::new(),
             inboxes: HashMap::new(),
             proven: HashSet::new(),
@@ -129,15 +147,27 @@ impl Session {
                     return Ok(vec![error_frame(id, codes::RATE_LIMIT_EXCEEDED, "too many requests")]);
                 }
                 Ok(self
-                    .request(id, request, wall, hub, metrics)
+                    .request(id, request, now, wall, hub, metrics)
                     .unwrap_or_else(|refusal| vec![error_frame(id, refusal.name, &refusal.message)]))
             }
             Some(rpc_message::Content::StreamClose(close)) => {
+                if !self.limiter.try_take(now) {
+                    metrics.rate_limited.inc();
+                }
+                // Honoured even beyond the rate limit, which opening the stream already paid:
+                // ignoring it would leave the client in a topic it left.
                 self.close_stream(close.id.unwrap_or_default(), hub);
                 Ok(Vec::new())
             }
-            // The signal protocol has no handshake, but answering keeps a client that tries one going.
-            Some(rpc_message::Content::Open(_)) => Ok(vec![frame_of(rpc_message::Content::OpenAck(true))]),
+            // The signal protocol has no handshake, but answering keeps a client that tries one
+            // going. Beyond the rate limit there is no answer: `open` has no id to refuse.
+            Some(rpc_message::Content::Open(_)) => {
+                if !self.limiter.try_take(now) {
+                    metrics.rate_limited.inc();
+                    return Ok(Vec::new());
+                }
+                Ok(vec![frame_of(rpc_message::Content::OpenAck(true))])
+            }
             Some(rpc_message::Content::OpenAck(_)) => Ok(Vec::new()),
             Some(rpc_message::Content::Response(_)) => Err(Violation::Unexpected("response")),
             Some(rpc_message::Content::Bye(_)) => Err(Violation::Unexpected("bye")),
@@ -149,13 +179,14 @@ impl Session {
         &mut self,
         id: i32,
         request: Request,
+        now: Instant,
         wall: SystemTime,
         hub: &Hub,
         metrics: &Metrics,
     ) -> Result<Vec<Vec<u8>>, Refusal> {
         let payload = request.payload.unwrap_or_default();
         match request.method.as_str() {
-            JOIN => self.join(id, &payload, wall, hub),
+            JOIN => self.join(id, &payload, now, wall, hub, metrics),
             RECEIVE_MESSAGES => self.receive(id, &payload, hub),
             SEND_MESSAGE => self.send(id, payload, hub),
             CHALLENGE => self.challenge(id, &payload),
@@ -164,17 +195,41 @@ impl Session {
         }
     }
 
-    fn join(&mut self, id: i32, payload: &Any, wall: SystemTime, hub: &Hub) -> Result<Vec<Vec<u8>>, Refusal> {
+    fn join(
+        &mut self,
+        id: i32,
+        payload: &Any,
+        now: Instant,
+        wall: SystemTime,
+        hub: &Hub,
+        metrics: &Metrics,
+    ) -> Result<Vec<Vec<u8>>, Refusal> {
         let join: JoinRequest = decode(payload)?;
         let (topic, peer) = (key(join.swarm, "swarm")?, key(join.peer, "peer")?);
         self.check_new_stream(id)?;
-        if self.joins.len() >= self.limits.max_joins_per_connection {
+        if self.joins.len() >= self.caps.joins {
             return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many joins on this connection"));
         }
         self.authorize(&peer, hub)?;
-        let mut frames = vec![frame_of(response(id, response::Content::StreamReady(true)))];
-        let members = hub.join(&topic, &peer, &self.endpoint, id, self.proven.contains(&peer), wall);
-        frames.extend(members.into_iter().map(|event| event_frame(id, event)));
+        let joined = if self.join_limiter.try_take(now) {
+            hub.join(&topic, &peer, self.registration(id, &peer), now, wall)
+        } else {
+            Err(JoinRefusal::RateLimited)
+        };
+        let members = match joined {
+            Ok(members) => members,
+            Err(JoinRefusal::RateLimited) => {
+                metrics.rate_limited.inc();
+                metrics.joins_rate_limited.inc();
+                return Err(Refusal::new(codes::RATE_LIMIT_EXCEEDED, "too many joins; try again later"));
+            }
+            Err(JoinRefusal::TopicFull) => {
+                return Err(Refusal::new(codes::LIMIT_EXCEEDED, "this topic has as many members as it may"));
+            }
+        };
+        let mut frames = Vec::with_capacity(1 + members.len());
+        frames.push(frame_of(response(id, response::Content::StreamReady(true))));
+        frames.extend(members.into_iter().map(|(peer, since)| event_frame(id, available(peer, since))));
         self.joins.insert(id, (topic, peer));
         Ok(frames)
     }
@@ -183,11 +238,13 @@ impl Session {
         let request: ReceptionRequest = decode(payload)?;
         let peer = key(request.peer, "peer")?;
         self.check_new_stream(id)?;
-        if self.inboxes.len() >= self.limits.max_inboxes_per_connection {
+        if self.inboxes.len() >= self.caps.inboxes {
             return Err(Refusal::new(codes::LIMIT_EXCEEDED, "too many inboxes on this connection"));
         }
         self.authorize(&peer, hub)?;
-        hub.subscribe(&peer, &self.endpoint, id, self.proven.contains(&peer));
+        if !hub.subscribe(&peer, self.registration(id, &peer)) {
+            return Err(Refusal::new(codes::LIMIT_EXCEEDED, "this key has as many inboxes open as it may"));
+        }
         self.inboxes.insert(id, peer);
         Ok(vec![frame_of(response(id, response::Content::StreamReady(true)))])
     }
@@ -243,7 +300,7 @@ impl Session {
         let verified = self.challenges.remove(&peer).is_some_and(|nonce| {
             let Ok(public) = PublicKey::try_from_slice(&peer) else { return false };
             let Ok(signature) = Signature::try_from_slice(&request.signature) else { return false };
-            public.verify(&mesh_proto::auth::signal_challenge(&self.host, &nonce), &signature).is_ok()
+            public.verify(&mesh_proto::auth::signal_challenge(&self.authority, &nonce), &signature).is_ok()
         });
         if !verified {
             metrics.auth_failures.inc();
@@ -252,13 +309,18 @@ impl Session {
                 "no matching challenge, or a bad signature",
             ));
         }
-        if self.proven.insert(peer.clone()) {
-            hub.claim(&peer);
+        if self.proven.contains(&peer) {
+            return Ok(vec![authenticated(id)]);
         }
-        Ok(vec![frame_of(response(
-            id,
-            response::Content::Payload(any::pack_request(&AuthenticateResponse {})),
-        ))])
+        if self.proven.len() >= self.caps.proven_keys {
+            return Err(Refusal::new(
+                codes::LIMIT_EXCEEDED,
+                "this connection has proven as many keys as it may",
+            ));
+        }
+        self.proven.insert(peer.clone());
+        hub.claim(&peer);
+        Ok(vec![authenticated(id)])
     }
 
     /// Whether this session may join as, or read the inbox of, `peer`.
@@ -275,6 +337,11 @@ impl Session {
         }
     }
 
+    /// How the hub reaches stream `stream`, opened as `peer`.
+    fn registration(&self, stream: i32, peer: &Key) -> Registration {
+        Registration { endpoint: self.endpoint.clone(), stream, authenticated: self.proven.contains(peer) }
+    }
+
     fn check_new_stream(&self, id: i32) -> Result<(), Refusal> {
         if self.joins.contains_key(&id) || self.inboxes.contains_key(&id) {
             return Err(Refusal::new(codes::DUPLICATE_STREAM_ID, format!("stream {id} is already open")));
@@ -285,30 +352,58 @@ impl Session {
     fn close_stream(&mut self, id: i32, hub: &Hub) {
         if let Some((topic, peer)) = self.joins.remove(&id) {
             hub.leave(&topic, &peer, self.endpoint.conn, id);
-        }
-        if let Some(peer) = self.inboxes.remove(&id) {
+        } else if let Some(peer) = self.inboxes.remove(&id) {
             hub.unsubscribe(&peer, self.endpoint.conn, id);
+        } else {
+            return;
         }
+        self.endpoint.mailbox.forget(id);
     }
 
     /// Turns something the hub queued for this connection into the frame to send, if any.
-    pub(crate) fn outbound(&mut self, outbound: Outbound) -> Option<Vec<u8>> {
+    pub(crate) fn outbound(&self, outbound: Outbound) -> Option<Vec<u8>> {
         match outbound {
-            Outbound::Event { stream, event } => {
-                self.joins.contains_key(&stream).then(|| event_frame(stream, event))
-            }
             Outbound::Message { stream, message } => self
                 .inboxes
                 .contains_key(&stream)
                 .then(|| payload_frame(stream, ".dxos.mesh.signal.Message", &message)),
+            // The caller looks at the mailbox on every wake-up.
+            Outbound::Wake => None,
+        }
+    }
+
+    /// Turns what the mailbox held into frames: withdrawals first, then the swarm events of the
+    /// Join streams still open.
+    pub(crate) fn delivery(&mut self, post: Post) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        for stream in post.revoked {
             // The hub already removed the registration; only this side's record is left.
-            Outbound::Revoke { stream } => {
-                let revoked = self.joins.remove(&stream).is_some() || self.inboxes.remove(&stream).is_some();
-                revoked.then(|| {
-                    error_frame(stream, codes::UNAUTHORIZED, "an authenticated session claimed this key")
-                })
+            if self.joins.remove(&stream).is_some() || self.inboxes.remove(&stream).is_some() {
+                frames.push(error_frame(
+                    stream,
+                    codes::UNAUTHORIZED,
+                    "an authenticated session claimed this key",
+                ));
             }
         }
+        for (stream, peers) in post.events {
+            if !self.joins.contains_key(&stream) {
+                continue;
+            }
+            for (peer, unsent) in peers {
+                match unsent {
+                    Unsent::Arrived(since) | Unsent::Reannounced(since) => {
+                        frames.push(event_frame(stream, available(peer, since)));
+                    }
+                    Unsent::Left => frames.push(event_frame(stream, left(peer))),
+                    Unsent::Rejoined(since) => {
+                        frames.push(event_frame(stream, left(peer.clone())));
+                        frames.push(event_frame(stream, available(peer, since)));
+                    }
+                }
+            }
+        }
+        frames
     }
 
     /// Releases every claim, leaves every topic and closes every inbox of this connection.
@@ -348,8 +443,26 @@ fn frame_of(content: rpc_message::Content) -> Vec<u8> {
     RpcMessage { content: Some(content) }.encode_to_vec()
 }
 
-fn event_frame(stream: i32, event: Bytes) -> Vec<u8> {
+fn available(peer: Key, since: Timestamp) -> swarm_event::Event {
+    swarm_event::Event::PeerAvailable(swarm_event::PeerAvailable {
+        peer: peer.into(),
+        since: Some(since),
+        until: None,
+        announce_back_to_host: None,
+    })
+}
+
+fn left(peer: Key) -> swarm_event::Event {
+    swarm_event::Event::PeerLeft(swarm_event::PeerLeft { peer: peer.into() })
+}
+
+fn event_frame(stream: i32, event: swarm_event::Event) -> Vec<u8> {
+    let event = SwarmEvent { event: Some(event) }.encode_to_vec();
     payload_frame(stream, ".dxos.mesh.signal.SwarmEvent", &event)
+}
+
+fn authenticated(id: i32) -> Vec<u8> {
+    frame_of(response(id, response::Content::Payload(any::pack_request(&AuthenticateResponse {}))))
 }
 
 /// `RpcMessage { response: Response { id: stream, payload: Any { type_url, value } } }`: the bytes
@@ -387,7 +500,57 @@ pub(crate) fn error_frame(id: i32, name: &str, message: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use mesh_proto::dxos::rpc::StreamClose;
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::mailbox::Mailbox;
+
+    /// A session of connection 1 with its mailbox, on `hub`.
+    fn session(policy: AuthPolicy) -> (Session, Arc<Mailbox>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(8);
+        let mailbox = Arc::new(Mailbox::default());
+        let endpoint = Endpoint { conn: 1, tx, mailbox: mailbox.clone() };
+        (Session::new(endpoint, Arc::from("host"), policy, &Limits::default(), Instant::now()), mailbox, rx)
+    }
+
+    fn join_frame(id: i32, topic: &[u8], peer: &[u8]) -> Vec<u8> {
+        let join = JoinRequest { swarm: topic.to_vec(), peer: peer.to_vec(), metadata: None };
+        let request = Request {
+            id: Some(id),
+            method: JOIN.into(),
+            payload: Some(any::pack_request(&join)),
+            stream: Some(true),
+        };
+        frame_of(rpc_message::Content::Request(request))
+    }
+
+    fn close_frame(id: i32) -> Vec<u8> {
+        frame_of(rpc_message::Content::StreamClose(StreamClose { id: Some(id) }))
+    }
+
+    #[test]
+    fn a_stream_id_reused_after_a_withdrawal_keeps_the_new_stream() {
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::new(metrics.clone(), &Limits::default());
+        let (mut session, mailbox, _rx) = session(AuthPolicy::Optional);
+        let (topic, owner, other) = ([1; 32], [2; 32], [3; 32]);
+        let handle = |frame: Vec<u8>, session: &mut Session| {
+            session.handle(&frame, Instant::now(), SystemTime::now(), &hub, &metrics).expect("valid frames")
+        };
+        handle(join_frame(5, &topic, &owner), &mut session);
+        // The owner proves its key elsewhere: stream 5 is withdrawn, but before the session
+        // hears of it, the client closes stream 5 and opens another with the same id.
+        hub.claim(&Key::copy_from_slice(&owner));
+        handle(close_frame(5), &mut session);
+        handle(join_frame(5, &topic, &other), &mut session);
+        assert_eq!(session.delivery(mailbox.take()), Vec::<Vec<u8>>::new(), "the new stream stays");
+        assert_eq!(metrics.members.get(), 1);
+        session.close(&hub);
+        assert_eq!(metrics.members.get(), 0, "closing the session leaves the topic");
+    }
 
     #[test]
     fn payload_frames_match_the_generic_encoder() {

@@ -200,20 +200,68 @@ async fn a_client_that_stops_reading_does_not_stall_others() {
 }
 
 #[tokio::test]
-async fn a_member_that_cannot_take_swarm_events_is_closed() {
-    let limits = Limits { send_queue: 2, ..Limits::default() };
+async fn open_handshakes_are_rate_limited_like_requests() {
+    let limits = Limits { rate_limit: RateLimit { per_second: 0.001, burst: 3 }, ..Limits::default() };
     let server = server_with(Config { limits, ..Config::default() }).await;
-    let topic = key();
-    let mut member = RawClient::connect(&server.url()).await;
-    member.join(0, topic, key()).await;
-    member.expect_ready(0).await;
-    // Five joins reach the server together, so their five PeerAvailable events are queued to the
-    // member before its connection runs again: more than its queue holds.
-    let mut joiner = RawClient::connect(&server.url()).await;
-    for id in 0..5 {
-        joiner.join(id, topic, key()).await;
+    let mut client = RawClient::connect(&server.url()).await;
+    for _ in 0..1_000 {
+        client.open().await;
     }
-    assert_eq!(member.expect_closed().await, Some(1013), "closed with 'try again later'");
-    server_still_relays(&server.url()).await;
-    drop(joiner);
+    // A request after the flood: its answer comes after every open_ack the server wrote.
+    client.send_message(9, key(), key(), b"").await;
+    let mut acks = 0;
+    loop {
+        match client.next().await {
+            Received::OpenAck => acks += 1,
+            Received::Response(response) if response.id == Some(9) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(acks, 3, "only the burst is answered");
+    assert_eq!(server.stats().rate_limited, 1_000 - 3 + 1);
+}
+
+#[tokio::test]
+async fn stream_closes_take_from_the_rate_limit() {
+    let limits = Limits { rate_limit: RateLimit { per_second: 0.001, burst: 3 }, ..Limits::default() };
+    let server = server_with(Config { limits, ..Config::default() }).await;
+    let mut client = RawClient::connect(&server.url()).await;
+    for id in 100..103 {
+        client.close_stream(id).await;
+    }
+    client.send_message(1, key(), key(), b"").await;
+    client.expect_error(1, "RATE_LIMIT_EXCEEDED").await;
+}
+
+#[tokio::test]
+async fn closing_an_open_stream_works_even_beyond_the_rate_limit() {
+    let limits = Limits { rate_limit: RateLimit { per_second: 0.001, burst: 2 }, ..Limits::default() };
+    let server = server_with(Config { limits, ..Config::default() }).await;
+    let (topic, alice, bob) = (key(), key(), key());
+    let mut watcher = RawClient::connect(&server.url()).await;
+    watcher.join(0, topic, alice).await;
+    watcher.expect_ready(0).await;
+    let mut client = RawClient::connect(&server.url()).await;
+    client.join(0, topic, bob).await;
+    client.expect_ready(0).await;
+    client.expect_event(0).await;
+    watcher.expect_event(0).await;
+    client.send_message(1, key(), key(), b"").await;
+    client.expect_reply(1).await;
+    // The budget is spent, yet leaving the topic must not leave a member behind.
+    client.close_stream(0).await;
+    assert_eq!(left_peer(&watcher.expect_event(0).await), Some(bob.as_bytes().to_vec()));
+}
+
+#[tokio::test]
+async fn a_long_violation_still_closes_with_a_valid_close_frame() {
+    let server = server_with(Config::default()).await;
+    let mut bad = RawClient::connect(&server.url()).await;
+    // A request whose payload's type URL is not UTF-8: prost names every enclosing field in its
+    // error, which makes a reason longer than a close frame may carry.
+    let any = [vec![0x0a, 0x02, 0xff, 0xfe]].concat();
+    let request = [vec![0x0a, 0x01, b'm', 0x12, any.len() as u8], any].concat();
+    let message = [vec![0x0a, request.len() as u8], request].concat();
+    bad.send_bytes(message).await;
+    assert_eq!(bad.expect_closed().await, Some(1002));
 }

@@ -3,7 +3,10 @@
 mod common;
 
 use common::*;
-use mesh_signal_server::Config;
+use std::time::Duration;
+
+use mesh_signal_server::{Config, Limits};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn plain_get_on_the_signal_path_answers_200() {
@@ -45,4 +48,34 @@ async fn metrics_count_connections_topics_members_and_relays() {
     ] {
         assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
     }
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_request_that_never_ends() {
+    let limits = Limits { handshake_timeout: Duration::from_secs(3600), ..Limits::default() };
+    let server = server_with(Config { limits, ..Config::default() }).await;
+    let mut stuck = tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect");
+    stuck.write_all(b"GET /.well-known/dx/signal HTTP/1.1\r\n").await.expect("write");
+    // The server accepts in order, so answering a later request means it took the stuck one.
+    let (status, _) = http_get(server.local_addr(), "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(server.shutdown(Duration::from_secs(5)).await, "every connection finished");
+}
+
+#[tokio::test]
+async fn sockets_beyond_the_handshake_limit_are_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let limits =
+        Limits { max_handshakes: 2, handshake_timeout: Duration::from_secs(3600), ..Limits::default() };
+    let server = server_with(Config { limits, ..Config::default() }).await;
+    // Two clients connect and never send a request: they hold both places.
+    let _silent = [
+        tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect"),
+        tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect"),
+    ];
+    let mut third = tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect");
+    let mut buffer = [0; 16];
+    let read = tokio::time::timeout(PATIENCE, third.read(&mut buffer)).await.expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "the third socket is closed: {read:?}");
+    assert_eq!(server.stats().connections_rejected, 1);
 }

@@ -116,3 +116,33 @@ async fn two_hundred_clients_in_one_topic_all_see_each_other() {
     }
     assert_eq!(server.stats().members, 200);
 }
+
+#[tokio::test]
+async fn inboxes_beyond_the_limit_per_key_are_refused() {
+    let limits = mesh_signal_server::Limits { max_inboxes_per_peer: 2, ..Default::default() };
+    let server = server_with(Config { limits, ..Config::default() }).await;
+    let bob = key();
+    let mut inboxes = Vec::new();
+    for _ in 0..2 {
+        let mut inbox = RawClient::connect(&server.url()).await;
+        inbox.receive(1, bob).await;
+        inbox.expect_ready(1).await;
+        inboxes.push(inbox);
+    }
+    let mut third = RawClient::connect(&server.url()).await;
+    third.receive(1, bob).await;
+    third.expect_error(1, "LIMIT_EXCEEDED").await;
+    let mut sender = RawClient::connect(&server.url()).await;
+    sender.send_message(1, key(), bob, b"two copies").await;
+    sender.expect_reply(1).await;
+    for inbox in &mut inboxes {
+        inbox.expect_message(1).await;
+    }
+    assert_eq!(server.stats().messages_relayed, 2);
+    // Closing one frees its place (the reply to a later request shows the close was handled).
+    inboxes[0].close_stream(1).await;
+    inboxes[0].send_message(2, key(), key(), b"").await;
+    inboxes[0].expect_reply(2).await;
+    third.receive(2, bob).await;
+    third.expect_ready(2).await;
+}

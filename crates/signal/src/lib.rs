@@ -30,7 +30,6 @@
 //! ```
 
 mod api;
-mod auth;
 mod client;
 mod error;
 mod event;

@@ -42,8 +42,10 @@ pub struct AuthenticateRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub peer: ::prost::alloc::vec::Vec<u8>,
     /// ed25519 signature over "mesh signal auth v1\n" || host || "\n" || nonce, where host is the
-    /// authority of the URL the client connected to (the server reads it from the Host header), so a
-    /// signature made for one server cannot be replayed to another.
+    /// authority (host\[:port\]) of the URL the client connected to. The server checks it against the
+    /// authority of its configured public URL, so a signature made for one server cannot be replayed
+    /// to another, not even by a server that relays the client's challenge. A server without a public
+    /// URL checks against the Host header instead, which a relaying server can set as it likes.
     #[prost(bytes = "vec", tag = "2")]
     pub signature: ::prost::alloc::vec::Vec<u8>,
 }

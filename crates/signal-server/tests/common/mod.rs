@@ -36,10 +36,11 @@ pub struct RawClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
-/// What the server sent: a response, or the end of the connection.
+/// What the server sent: a response, an `open_ack`, or the end of the connection.
 #[derive(Debug)]
 pub enum Received {
     Response(Response),
+    OpenAck,
     Closed(Option<u16>),
 }
 
@@ -47,6 +48,38 @@ impl RawClient {
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = connect_async(url).await.expect("websocket connects");
         Self { ws }
+    }
+
+    /// Connects sending `host` in the `Host` header instead of the URL's authority.
+    pub async fn connect_with_host(url: &str, host: &str) -> Self {
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::header::HOST};
+        let mut request = url.into_client_request().expect("a valid URL");
+        request.headers_mut().insert(HOST, host.parse().expect("a valid header value"));
+        let (ws, _) = connect_async(request).await.expect("websocket connects");
+        Self { ws }
+    }
+
+    /// Connects with a 4 KiB socket receive buffer, so that once this client stops reading, the
+    /// server's writes to it stall after a few megabytes instead of tens.
+    pub async fn connect_with_small_window(url: &str) -> Self {
+        let addr = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|authority| authority.parse::<std::net::SocketAddr>().ok())
+            .expect("a ws:// URL with an IP address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("receive buffer size");
+        let stream = socket.connect(addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("websocket connects");
+        Self { ws }
+    }
+
+    /// Sends the `dxos.rpc` handshake's `open`.
+    pub async fn open(&mut self) {
+        let message = RpcMessage { content: Some(rpc_message::Content::Open(true)) };
+        self.send_bytes(message.encode_to_vec()).await;
     }
 
     pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
@@ -96,34 +129,37 @@ impl RawClient {
 
     /// The next thing the server sends: a response, or the connection's end.
     pub async fn next(&mut self) -> Received {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                match self.ws.next().await {
-                    Some(Ok(WsMessage::Binary(bytes))) => {
-                        let message = RpcMessage::decode(bytes.as_ref()).expect("server sends RpcMessages");
-                        match message.content {
-                            Some(rpc_message::Content::Response(response)) => {
-                                return Received::Response(response);
-                            }
-                            other => panic!("unexpected frame from the server: {other:?}"),
+        tokio::time::timeout(PATIENCE, self.recv()).await.expect("the server answered in time")
+    }
+
+    /// The next thing the server sends, however long it takes.
+    pub async fn recv(&mut self) -> Received {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    let message = RpcMessage::decode(bytes.as_ref()).expect("server sends RpcMessages");
+                    match message.content {
+                        Some(rpc_message::Content::Response(response)) => {
+                            return Received::Response(response);
                         }
+                        Some(rpc_message::Content::OpenAck(_)) => return Received::OpenAck,
+                        other => panic!("unexpected frame from the server: {other:?}"),
                     }
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        return Received::Closed(frame.map(|f| u16::from(f.code)));
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return Received::Closed(None),
                 }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Received::Closed(frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Received::Closed(None),
             }
-        })
-        .await
-        .expect("the server answered in time")
+        }
     }
 
     pub async fn response(&mut self) -> Response {
         match self.next().await {
             Received::Response(response) => response,
             Received::Closed(code) => panic!("connection closed ({code:?}) while a response was expected"),
+            Received::OpenAck => panic!("an open_ack while a response was expected"),
         }
     }
 
@@ -235,4 +271,11 @@ pub fn host_of(server: &Server) -> String {
 
 pub fn is_error(response: &Response, name: &str) -> bool {
     matches!(&response.content, Some(response::Content::Error(error)) if error.name.as_deref() == Some(name))
+}
+
+/// The swarm event a response carries, if it is one: its stream and the event.
+pub fn swarm_event_of(response: &Response) -> Option<(i32, swarm_event::Event)> {
+    let Some(response::Content::Payload(payload)) = &response.content else { return None };
+    let event = any::decode_value::<SwarmEvent>(payload).ok()?.event?;
+    Some((response.id?, event))
 }

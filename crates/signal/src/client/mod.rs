@@ -110,8 +110,8 @@ impl Client {
 
     /// Starts a client with `config`, on the current tokio runtime.
     pub fn with_config(config: ClientConfig) -> Result<Self, SignalError> {
-        let host =
-            crate::auth::authority(&config.url).ok_or_else(|| SignalError::InvalidUrl(config.url.clone()))?;
+        let host = mesh_proto::auth::authority(&config.url)
+            .ok_or_else(|| SignalError::InvalidUrl(config.url.clone()))?;
         let core = self::core::Core::new(
             config.timeouts,
             host.to_owned(),
