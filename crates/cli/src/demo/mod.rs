@@ -45,8 +45,15 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Result<()> {
     let limit = Duration::from_secs(args.timeout);
-    let limits =
-        Limits { rate_limit: RateLimit { per_second: 10_000.0, burst: 10_000 }, ..Limits::default() };
+    // The demo's own peers are the only clients: let all of them join and talk at once.
+    let unlimited = RateLimit { per_second: 10_000.0, burst: 10_000 };
+    let defaults = Limits::default();
+    let limits = Limits {
+        rate_limit: unlimited,
+        join_rate_per_topic: unlimited,
+        max_topic_members: defaults.max_topic_members.max(usize::from(args.peers)),
+        ..defaults
+    };
     let server =
         Server::start(Config { limits, ..Config::default() }).await.context("starting the signal server")?;
     println!("signal server   {}", server.url());
