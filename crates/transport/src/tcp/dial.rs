@@ -55,7 +55,7 @@ impl Dialler {
     }
 
     /// Dials one target and, with a prover, authenticates the link.
-    async fn attempt(self, target: Target) -> Result<TcpStream, TransportError> {
+    pub(super) async fn attempt(self, target: Target) -> Result<TcpStream, TransportError> {
         let result = async {
             let mut stream = self.connect(&target).await?;
             let _ = stream.set_nodelay(true);

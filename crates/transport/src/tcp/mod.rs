@@ -267,9 +267,14 @@ impl Inner {
         }
         let target = parse_port_signal(payload)?;
         dial.attempts += 1;
+        let dialler = Dialler { allow: self.settings.dial_allow.clone(), prover };
+        if dialler.prover.is_none() {
+            // The plain path: its one dial runs on the connecting task itself.
+            self.spawn_connect(dialler.attempt(target));
+            return Ok(());
+        }
         if dial.targets.is_none() {
             let (sender, targets) = mpsc::channel(max_attempts);
-            let dialler = Dialler { allow: self.settings.dial_allow.clone(), prover };
             self.spawn_connect(dialler.dial_until_connected(targets));
             dial.targets = Some(sender);
         }
