@@ -66,6 +66,16 @@ struct Peer {
     initiate_at: Option<Instant>,
 }
 
+/// An offer as the swarm takes it: who sent it, for which connection attempt, under which
+/// message id, and the remote's link nonce if it sent one.
+#[derive(Debug, Clone, Copy)]
+struct IncomingOffer {
+    from: PublicKey,
+    session: PublicKey,
+    offer_id: PublicKey,
+    remote_nonce: Option<[u8; NONCE_LEN]>,
+}
+
 /// The swarm of one topic.
 #[derive(Debug)]
 pub struct Swarm {
@@ -454,8 +464,9 @@ impl Swarm {
     ) {
         // A nonce that is not 32 bytes makes the offer malformed, not merely unauthenticated.
         let Ok(remote_nonce) = link_nonce(&offer.link_nonce) else { return };
+        let incoming = IncomingOffer { from, session, offer_id, remote_nonce };
         let Some(peer) = self.peers.get(&from) else {
-            self.stranger_offer(now, from, session, offer_id, remote_nonce);
+            self.stranger_offer(now, incoming);
             return;
         };
         let refuse = |swarm: &mut Self| {
@@ -482,39 +493,26 @@ impl Swarm {
             self.forget_if_idle(from);
             return;
         }
-        self.accept(now, from, session, offer_id, remote_nonce);
+        self.accept(now, incoming);
     }
 
     /// An offer from a peer the swarm does not track. Accepted only if there is room for one
     /// more peer, a place among the connections being set up is free now, and the topology
     /// wants it; otherwise dropped without an answer (see the module docs).
-    fn stranger_offer(
-        &mut self,
-        now: Instant,
-        from: PublicKey,
-        session: PublicKey,
-        offer_id: PublicKey,
-        remote_nonce: Option<[u8; NONCE_LEN]>,
-    ) {
+    fn stranger_offer(&mut self, now: Instant, offer: IncomingOffer) {
         if self.peers.len() >= self.config.max_peers || !self.limiter.has_room() {
             return;
         }
         let state = self.state(now);
-        if self.topology.on_offer(now, &state, from) {
-            self.accept(now, from, session, offer_id, remote_nonce);
+        if self.topology.on_offer(now, &state, offer.from) {
+            self.accept(now, offer);
         }
     }
 
     /// Takes `from`'s offer: a responder connection that answers once it has a place, and gives
     /// up if it waits for one longer than the initiator waits for the answer.
-    fn accept(
-        &mut self,
-        now: Instant,
-        from: PublicKey,
-        session: PublicKey,
-        offer_id: PublicKey,
-        remote_nonce: Option<[u8; NONCE_LEN]>,
-    ) {
+    fn accept(&mut self, now: Instant, offer: IncomingOffer) {
+        let IncomingOffer { from, session, offer_id, remote_nonce } = offer;
         let mut connection = Connection::new(session, false, self.config.signal_batch_initial);
         connection.answer_to = Some(offer_id);
         connection.deadline = Some(now + self.config.answer_timeout);
