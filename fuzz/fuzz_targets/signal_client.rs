@@ -7,13 +7,15 @@
 //! server frame built from the body; 10 the connection drops and comes back; 11 a user call built
 //! from the body; 12–15 time passes (the body's number, in milliseconds).
 //!
-//! Checked: nothing panics, every frame the client writes is a readable `RpcMessage`, each frame
-//! from the server gives at most one output, and no send is answered twice or without being made.
+//! Checked: nothing panics, every frame the client writes is a readable `RpcMessage`, no send is
+//! answered twice or without being made, and each frame from the server gives at most one output,
+//! except a frame that ends a topic's last Join stream: it reports each peer the client had
+//! announced in that topic as left, once, and nothing else.
 
 #![no_main]
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -23,7 +25,7 @@ use mesh_fuzz::{pool_key, records};
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey, SecretKey};
 use mesh_proto::{Any, Message, dxos::rpc::RpcMessage};
 use mesh_signal::{
-    SignalMessage,
+    Event, SignalMessage,
     fuzzing::{ClientCore, Output, ServerFrame},
 };
 
@@ -101,25 +103,68 @@ fn topic(index: u8) -> DiscoveryKey {
     DiscoveryKey::from_bytes(pool_key(index.wrapping_add(4), 7))
 }
 
-/// Sends made so far, and those answered.
+/// What the client has reported so far, to check its outputs against.
 #[derive(Default)]
-struct Sends {
-    made: u64,
+struct Model {
+    /// Sends made so far.
+    sends_made: u64,
+    /// Sends answered.
     answered: HashSet<u64>,
+    /// The peers announced in each topic and not yet reported as left.
+    views: HashMap<DiscoveryKey, HashSet<PublicKey>>,
 }
 
-/// Takes what the core queued; returns how many outputs there were.
-fn drain(core: &mut ClientCore, sends: &mut Sends) -> usize {
+/// Takes what the core queued after one frame from the server and checks it.
+fn drain_frame(core: &mut ClientCore, model: &mut Model) {
+    let views_before = model.views.clone();
+    let outputs = drain(core, model);
+    if outputs.len() <= 1 {
+        return;
+    }
+    // Several outputs: a Join stream ended and its topic's view was dropped.
+    let mut left: HashMap<DiscoveryKey, HashSet<PublicKey>> = HashMap::new();
+    for output in &outputs {
+        let Output::Event(Event::PeerLeft { topic, peer }) = output else {
+            panic!("one frame made several outputs, not all departures: {outputs:?}");
+        };
+        assert!(left.entry(*topic).or_default().insert(*peer), "a peer reported as left twice: {outputs:?}");
+    }
+    assert_eq!(left.len(), 1, "one frame ended the views of several topics: {outputs:?}");
+    for (topic, peers) in left {
+        assert_eq!(
+            Some(&peers),
+            views_before.get(&topic),
+            "a dropped view reported other peers than those announced"
+        );
+    }
+}
+
+/// Takes what the core queued, checks each piece, and returns the outputs.
+fn drain(core: &mut ClientCore, model: &mut Model) -> Vec<Output> {
     while let Some(frame) = core.poll_transmit() {
         assert!(RpcMessage::decode(frame.as_slice()).is_ok(), "the client wrote an unreadable frame");
     }
-    let mut outputs = 0;
+    let mut outputs = Vec::new();
     while let Some(output) = core.poll_output() {
-        outputs += 1;
-        if let Output::SendResult(token, _) = output {
-            assert!(token < sends.made, "a result for a send never made");
-            assert!(sends.answered.insert(token), "send {token} answered twice");
+        match &output {
+            Output::SendResult(token, _) => {
+                assert!(*token < model.sends_made, "a result for a send never made");
+                assert!(model.answered.insert(*token), "send {token} answered twice");
+            }
+            Output::Event(Event::PeerAvailable { topic, peer, .. }) => {
+                model.views.entry(*topic).or_default().insert(*peer);
+            }
+            Output::Event(Event::PeerLeft { topic, peer }) => {
+                if let Some(view) = model.views.get_mut(topic) {
+                    view.remove(peer);
+                    if view.is_empty() {
+                        model.views.remove(topic);
+                    }
+                }
+            }
+            Output::Event(_) => {}
         }
+        outputs.push(output);
     }
     outputs
 }
@@ -130,22 +175,22 @@ fuzz_target!(|input: &[u8]| {
         _ => Vec::new(),
     };
     let mut core = ClientCore::new(identities);
-    let mut sends = Sends::default();
+    let mut model = Model::default();
     let mut now = Instant::now();
     core.on_connected(now);
     core.join(now, topic(0), peer(0));
     core.subscribe(now, peer(0));
-    drain(&mut core, &mut sends);
+    drain(&mut core, &mut model);
     for record in records(input) {
         match record.tag & 0x0f {
             0..=5 => {
                 let _ = core.handle_frame(now, record.body);
-                assert!(drain(&mut core, &mut sends) <= 1, "one frame made several outputs");
+                drain_frame(&mut core, &mut model);
             }
             6..=9 => {
                 if let Some(frame) = record.structured::<Frame>() {
                     let _ = core.handle_frame(now, &frame.server_frame().encode());
-                    assert!(drain(&mut core, &mut sends) <= 1, "one frame made several outputs");
+                    drain_frame(&mut core, &mut model);
                 }
             }
             10 => {
@@ -163,8 +208,8 @@ fuzz_target!(|input: &[u8]| {
                         recipient: peer(recipient),
                         payload: Any::default(),
                     };
-                    core.send(now, sends.made, &message);
-                    sends.made += 1;
+                    core.send(now, model.sends_made, &message);
+                    model.sends_made += 1;
                 }
                 None => {}
             },
@@ -173,6 +218,6 @@ fuzz_target!(|input: &[u8]| {
                 core.handle_timeout(now);
             }
         }
-        drain(&mut core, &mut sends);
+        drain(&mut core, &mut model);
     }
 });

@@ -1,10 +1,11 @@
 //! Random server frames (and random user calls between them) into the client's sans-IO core:
 //! nothing panics, the core never keeps more streams open than its user wants, never answers a
 //! send twice, reports events only for topics it joined, and each frame makes at most a bounded
-//! amount of work (one output, and no more frames than its streams and waiting sends).
+//! amount of work: no more frames than its streams and waiting sends, and one output, or, when it
+//! ends a topic's last Join stream, the departure of each peer announced in that topic.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -93,6 +94,8 @@ struct Model {
     ever_joined: HashSet<u8>,
     sent_tokens: u64,
     answered: HashSet<u64>,
+    /// The peers the core announced in each topic and has not reported as left.
+    views: HashMap<DiscoveryKey, HashSet<PublicKey>>,
 }
 
 impl Model {
@@ -110,9 +113,9 @@ impl Model {
     }
 }
 
-/// Takes what the core queued and checks it against the model; returns how many frames and
-/// outputs there were.
-fn drain(core: &mut ClientCore, model: &mut Model) -> Result<(usize, usize), TestCaseError> {
+/// Takes what the core queued and checks it against the model; returns how many frames there
+/// were, and the outputs.
+fn drain(core: &mut ClientCore, model: &mut Model) -> Result<(usize, Vec<Output>), TestCaseError> {
     let mut frames = 0;
     while let Some(bytes) = core.poll_transmit() {
         frames += 1;
@@ -129,19 +132,29 @@ fn drain(core: &mut ClientCore, model: &mut Model) -> Result<(usize, usize), Tes
             _ => {}
         }
     }
-    let mut outputs = 0;
+    let mut outputs = Vec::new();
     while let Some(output) = core.poll_output() {
-        outputs += 1;
-        match output {
+        match &output {
             Output::SendResult(token, _) => {
-                prop_assert!(token < model.sent_tokens, "a result for a send never made");
-                prop_assert!(model.answered.insert(token), "send {token} answered twice");
+                prop_assert!(*token < model.sent_tokens, "a result for a send never made");
+                prop_assert!(model.answered.insert(*token), "send {token} answered twice");
             }
-            Output::Event(Event::PeerAvailable { topic, .. } | Event::PeerLeft { topic, .. }) => {
-                prop_assert!(model.joined(topic), "an event for a topic never joined");
+            Output::Event(Event::PeerAvailable { topic, peer, .. }) => {
+                prop_assert!(model.joined(*topic), "an event for a topic never joined");
+                model.views.entry(*topic).or_default().insert(*peer);
+            }
+            Output::Event(Event::PeerLeft { topic, peer }) => {
+                prop_assert!(model.joined(*topic), "an event for a topic never joined");
+                if let Some(view) = model.views.get_mut(topic) {
+                    view.remove(peer);
+                    if view.is_empty() {
+                        model.views.remove(topic);
+                    }
+                }
             }
             Output::Event(_) => {}
         }
+        outputs.push(output);
     }
     prop_assert!(
         model.live_streams.len() <= model.wanted(),
@@ -150,6 +163,26 @@ fn drain(core: &mut ClientCore, model: &mut Model) -> Result<(usize, usize), Tes
         model.wanted()
     );
     Ok((frames, outputs))
+}
+
+/// Several outputs from one frame: a Join stream ended and its topic's view went with it, each
+/// peer announced there reported as left once, and nothing else.
+fn check_dropped_view(
+    outputs: &[Output],
+    views_before: &HashMap<DiscoveryKey, HashSet<PublicKey>>,
+) -> Result<(), TestCaseError> {
+    let mut left: HashMap<DiscoveryKey, HashSet<PublicKey>> = HashMap::new();
+    for output in outputs {
+        let Output::Event(Event::PeerLeft { topic, peer }) = output else {
+            return Err(TestCaseError::fail(format!("one frame made several outputs: {outputs:?}")));
+        };
+        prop_assert!(left.entry(*topic).or_default().insert(*peer), "a peer reported as left twice");
+    }
+    prop_assert_eq!(left.len(), 1, "one frame ended the views of several topics");
+    for (topic, peers) in &left {
+        prop_assert_eq!(Some(peers), views_before.get(topic), "a dropped view reported other peers");
+    }
+    Ok(())
 }
 
 fn run(identities: Vec<Keypair>, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -202,8 +235,11 @@ fn run(identities: Vec<Keypair>, ops: &[Op]) -> Result<(), TestCaseError> {
                 let _ = core.handle_frame(now, &reply.encode());
                 // A frame may finish authentication, which opens every stream and sends what waited.
                 let waiting = model.wanted() + model.unanswered();
+                let views_before = model.views.clone();
                 let (frames, outputs) = drain(&mut core, &mut model)?;
-                prop_assert!(outputs <= 1, "one frame made {outputs} outputs");
+                if outputs.len() > 1 {
+                    check_dropped_view(&outputs, &views_before)?;
+                }
                 prop_assert!(
                     frames <= 1 + waiting,
                     "one frame made {frames} frames for {waiting} streams and sends"

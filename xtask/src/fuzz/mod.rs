@@ -7,8 +7,10 @@
 //! and libFuzzer still catches every panic (libfuzzer-sys aborts on one), timeout and out-of-memory.
 //! Runs are about twice as fast without ASan, too.
 //!
-//! Each run starts from the corpus kept under the target dir and from seeds written anew from the
-//! golden vectors (`seeds.rs`); crashes land in `fuzz/artifacts/<target>/`.
+//! Each run starts from the corpus kept under the target dir, from seeds written anew from the
+//! golden vectors (`seeds.rs`) and from every input that once broke the target
+//! (`fuzz/regressions/<target>/`, kept in the repository, so each run replays them first); crashes
+//! land in `fuzz/artifacts/<target>/`.
 
 mod seeds;
 
@@ -133,6 +135,7 @@ fn run_target(root: &Path, target_dir: &Path, target: &str, seconds: u64) -> Res
     let corpus = target_dir.join("corpus").join(target);
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
     let seeds = target_dir.join("seeds").join(target);
+    let regressions = root.join("fuzz/regressions").join(target);
     let output = Command::new("cargo")
         .current_dir(root)
         .args(["fuzz", "run", "--sanitizer", "none", "--target-dir"])
@@ -140,6 +143,7 @@ fn run_target(root: &Path, target_dir: &Path, target: &str, seconds: u64) -> Res
         .arg(target)
         .arg(&corpus)
         .arg(&seeds)
+        .args(regressions.is_dir().then_some(&regressions))
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-timeout={HANG_SECONDS}"))

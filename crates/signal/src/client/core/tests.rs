@@ -131,6 +131,19 @@ fn joined(topic: DiscoveryKey, now: Instant) -> (Core, i32) {
     (core, stream)
 }
 
+/// The peers the core reported as having left `topic`, sorted; any other event fails the test.
+fn departures(core: &mut Core, topic: DiscoveryKey) -> Vec<PublicKey> {
+    let mut left: Vec<PublicKey> = events(core)
+        .into_iter()
+        .map(|event| match event {
+            Event::PeerLeft { topic: t, peer } if t == topic => peer,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    left.sort();
+    left
+}
+
 #[test]
 fn a_lost_connection_reports_every_peer_of_the_view_as_left() {
     let (now, topic, bob, carol) = (Instant::now(), DiscoveryKey::from_party(&key()), key(), key());
@@ -145,15 +158,7 @@ fn a_lost_connection_reports_every_peer_of_the_view_as_left() {
     assert_eq!(members, expected);
 
     core.on_disconnected();
-    let mut left: Vec<PublicKey> = events(&mut core)
-        .into_iter()
-        .map(|event| match event {
-            Event::PeerLeft { topic: t, peer } if t == topic => peer,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
-    left.sort();
-    assert_eq!(left, expected);
+    assert_eq!(departures(&mut core, topic), expected);
     assert!(core.members(topic).is_empty());
 }
 
@@ -174,13 +179,18 @@ fn leaving_a_topic_reports_its_view_as_left() {
 
 #[test]
 fn a_failed_join_stream_drops_the_view_it_was_keeping() {
-    let (now, topic, bob) = (Instant::now(), DiscoveryKey::from_party(&key()), key());
+    let (now, topic, bob, carol) = (Instant::now(), DiscoveryKey::from_party(&key()), key(), key());
     let (mut core, stream) = joined(topic, now);
     reply(&mut core, now, stream, available(bob));
+    reply(&mut core, now, stream, available(carol));
     let _ = events(&mut core);
-    // The server withdraws the stream; departures until it is reopened would go unheard.
+    // The server withdraws the stream; departures until it is reopened would go unheard. One
+    // frame, so several events: each peer of the view, once.
     reply(&mut core, now, stream, error("UNAUTHORIZED"));
-    assert_eq!(events(&mut core), [Event::PeerLeft { topic, peer: bob }]);
+    let mut expected = vec![bob, carol];
+    expected.sort();
+    assert_eq!(departures(&mut core, topic), expected);
+    assert!(core.members(topic).is_empty());
 }
 
 #[test]
