@@ -2,9 +2,12 @@
 //!
 //! [`ClientCore`] is the sans-IO state of one client connection, the part of [`Client`](crate::Client)
 //! that reads the server's frames, with the calls its driver makes. [`ServerFrame`] writes what a
-//! server sends.
+//! server sends. [`Views`] checks the events the core reports against what it announced before.
 
-use std::time::Instant;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
 
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::{
@@ -106,6 +109,57 @@ impl ClientCore {
             core::Output::Event(event) => Output::Event(event),
             core::Output::SendResult(token, result) => Output::SendResult(token, result),
         })
+    }
+}
+
+/// The peers a core announced in each topic and has not reported as left, kept from its outputs
+/// to check them.
+#[derive(Debug, Default, Clone)]
+pub struct Views(HashMap<DiscoveryKey, HashSet<PublicKey>>);
+
+impl Views {
+    /// Takes in one output.
+    pub fn record(&mut self, output: &Output) {
+        match output {
+            Output::Event(Event::PeerAvailable { topic, peer, .. }) => {
+                self.0.entry(*topic).or_default().insert(*peer);
+            }
+            Output::Event(Event::PeerLeft { topic, peer }) => {
+                if let Some(view) = self.0.get_mut(topic) {
+                    view.remove(peer);
+                    if view.is_empty() {
+                        self.0.remove(topic);
+                    }
+                }
+            }
+            Output::Event(_) | Output::SendResult(..) => {}
+        }
+    }
+
+    /// Checks what one frame from the server made, given the views before it: at most one
+    /// output, or, when the frame ended a topic's last Join stream, the departure of each peer
+    /// announced in that topic, once, and nothing else. Records the outputs.
+    pub fn check_frame(&mut self, outputs: &[Output]) -> Result<(), String> {
+        let before = self.0.clone();
+        outputs.iter().for_each(|output| self.record(output));
+        if outputs.len() <= 1 {
+            return Ok(());
+        }
+        let mut left: HashMap<DiscoveryKey, HashSet<PublicKey>> = HashMap::new();
+        for output in outputs {
+            let Output::Event(Event::PeerLeft { topic, peer }) = output else {
+                return Err(format!("one frame made several outputs, not all departures: {outputs:?}"));
+            };
+            if !left.entry(*topic).or_default().insert(*peer) {
+                return Err(format!("a peer reported as left twice: {outputs:?}"));
+            }
+        }
+        let mut topics = left.into_iter();
+        match (topics.next(), topics.next()) {
+            (Some((topic, peers)), None) if before.get(&topic) == Some(&peers) => Ok(()),
+            (Some(_), None) => Err(format!("a dropped view reported other peers than it held: {outputs:?}")),
+            _ => Err(format!("one frame ended the views of several topics: {outputs:?}")),
+        }
     }
 }
 

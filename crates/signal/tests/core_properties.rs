@@ -5,7 +5,7 @@
 //! ends a topic's last Join stream, the departure of each peer announced in that topic.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashSet},
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use mesh_proto::{
 };
 use mesh_signal::{
     Event, SignalMessage,
-    fuzzing::{ClientCore, Output, ServerFrame},
+    fuzzing::{ClientCore, Output, ServerFrame, Views},
 };
 use proptest::{collection::vec, prelude::*};
 
@@ -95,7 +95,7 @@ struct Model {
     sent_tokens: u64,
     answered: HashSet<u64>,
     /// The peers the core announced in each topic and has not reported as left.
-    views: HashMap<DiscoveryKey, HashSet<PublicKey>>,
+    views: Views,
 }
 
 impl Model {
@@ -139,18 +139,8 @@ fn drain(core: &mut ClientCore, model: &mut Model) -> Result<(usize, Vec<Output>
                 prop_assert!(*token < model.sent_tokens, "a result for a send never made");
                 prop_assert!(model.answered.insert(*token), "send {token} answered twice");
             }
-            Output::Event(Event::PeerAvailable { topic, peer, .. }) => {
+            Output::Event(Event::PeerAvailable { topic, .. } | Event::PeerLeft { topic, .. }) => {
                 prop_assert!(model.joined(*topic), "an event for a topic never joined");
-                model.views.entry(*topic).or_default().insert(*peer);
-            }
-            Output::Event(Event::PeerLeft { topic, peer }) => {
-                prop_assert!(model.joined(*topic), "an event for a topic never joined");
-                if let Some(view) = model.views.get_mut(topic) {
-                    view.remove(peer);
-                    if view.is_empty() {
-                        model.views.remove(topic);
-                    }
-                }
             }
             Output::Event(_) => {}
         }
@@ -163,26 +153,6 @@ fn drain(core: &mut ClientCore, model: &mut Model) -> Result<(usize, Vec<Output>
         model.wanted()
     );
     Ok((frames, outputs))
-}
-
-/// Several outputs from one frame: a Join stream ended and its topic's view went with it, each
-/// peer announced there reported as left once, and nothing else.
-fn check_dropped_view(
-    outputs: &[Output],
-    views_before: &HashMap<DiscoveryKey, HashSet<PublicKey>>,
-) -> Result<(), TestCaseError> {
-    let mut left: HashMap<DiscoveryKey, HashSet<PublicKey>> = HashMap::new();
-    for output in outputs {
-        let Output::Event(Event::PeerLeft { topic, peer }) = output else {
-            return Err(TestCaseError::fail(format!("one frame made several outputs: {outputs:?}")));
-        };
-        prop_assert!(left.entry(*topic).or_default().insert(*peer), "a peer reported as left twice");
-    }
-    prop_assert_eq!(left.len(), 1, "one frame ended the views of several topics");
-    for (topic, peers) in &left {
-        prop_assert_eq!(Some(peers), views_before.get(topic), "a dropped view reported other peers");
-    }
-    Ok(())
 }
 
 fn run(identities: Vec<Keypair>, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -235,11 +205,8 @@ fn run(identities: Vec<Keypair>, ops: &[Op]) -> Result<(), TestCaseError> {
                 let _ = core.handle_frame(now, &reply.encode());
                 // A frame may finish authentication, which opens every stream and sends what waited.
                 let waiting = model.wanted() + model.unanswered();
-                let views_before = model.views.clone();
                 let (frames, outputs) = drain(&mut core, &mut model)?;
-                if outputs.len() > 1 {
-                    check_dropped_view(&outputs, &views_before)?;
-                }
+                model.views.check_frame(&outputs).map_err(TestCaseError::fail)?;
                 prop_assert!(
                     frames <= 1 + waiting,
                     "one frame made {frames} frames for {waiting} streams and sends"
@@ -256,7 +223,9 @@ fn run(identities: Vec<Keypair>, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
         }
-        drain(&mut core, &mut model)?;
+        for output in drain(&mut core, &mut model)?.1 {
+            model.views.record(&output);
+        }
     }
     Ok(())
 }
