@@ -40,7 +40,9 @@ enum Command {
         payload: Any,
         reply: oneshot::Sender<Result<(), SignalError>>,
     },
-    Listen(Listener),
+    /// Adds a listener; `added` is answered once it is in place, so that every message that
+    /// arrives after `listen` returns finds it.
+    Listen { listener: Listener, added: oneshot::Sender<()> },
 }
 
 /// Where received messages go.
@@ -147,7 +149,9 @@ impl Messenger {
     ) -> Result<mpsc::Receiver<SignalMessage>, SignalError> {
         let (sender, receiver) = mpsc::channel(LISTENER_QUEUE);
         let listener = Listener { recipient, payload_type: payload_type.map(str::to_owned), filter, sender };
-        self.commands.send(Command::Listen(listener)).await.map_err(|_| SignalError::Closed)?;
+        let (added, in_place) = oneshot::channel();
+        self.commands.send(Command::Listen { listener, added }).await.map_err(|_| SignalError::Closed)?;
+        in_place.await.map_err(|_| SignalError::Closed)?;
         self.signal.subscribe(recipient).await?;
         Ok(receiver)
     }
@@ -180,9 +184,10 @@ impl Task {
                         let id = PublicKey::random();
                         self.core.send(now(), self.next_token, id, author, recipient, payload);
                     }
-                    Some(Command::Listen(listener)) => {
+                    Some(Command::Listen { listener, added }) => {
                         self.listeners.retain(|listener| !listener.sender.is_closed());
                         self.listeners.push(listener);
+                        let _ = added.send(());
                     }
                 },
                 event = self.events.recv() => match event {
