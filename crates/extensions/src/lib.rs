@@ -1,0 +1,13 @@
+//! Extensions that run over every mesh connection: what a swarm is for.
+//!
+//! Each is a [`mesh_teleport::Extension`] made per connection by a value shared across the
+//! connections of one swarm (or several): add the extension to each connection's Teleport under
+//! its name, and use the shared value to send and receive.
+//!
+//! - [`gossip`]: messages flooded through the swarm, each delivered once per peer, wire-compatible
+//!   with DXOS 0.8.3's `dxos.mesh.teleport.gossip`.
+//! - [`presence`]: who is online in the swarm and whom each peer is connected to, announced over
+//!   gossip as DXOS 0.8.3's `Presence` does.
+
+pub mod gossip;
+pub mod presence;
