@@ -1,30 +1,33 @@
-//! `mesh peer`: join a swarm and stay in it. Lines typed on stdin go to every connected peer;
-//! lines from others are printed. With `--json`, every event is one JSON object per line, so
-//! scripts and other programs can drive a peer.
+//! `mesh peer`: join a swarm and stay in it. Lines typed on stdin are gossiped to every peer of
+//! the swarm (on any topology, each peer prints each line once); lines from others are printed,
+//! and so is who comes online and goes offline (presence). With `--json`, every event is one JSON
+//! object per line, so scripts and other programs can drive a peer.
 
-use std::{
-    collections::HashMap,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use bytes::Bytes;
+use mesh_extensions::{
+    gossip::{self, Gossip, GossipConfig, GossipExtension},
+    presence::{Presence, PresenceConfig, PresenceEvent},
+};
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey, SecretKey};
+use mesh_proto::Any;
 use mesh_signal::{ClientConfig, Event as SignalEvent, Manager, Signal};
 use mesh_swarm::{
     Event as SwarmEvent, NetworkManager, SwarmConfig,
     topology::{FullyConnected, Mmst, Star, Topology},
 };
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Port, TeleportProtocol};
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError, TeleportProtocol};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::transport::{ReachArgs, TransportChoice};
 
-/// The chat extension's name on the wire.
+/// The gossip channel lines travel on.
 const CHAT: &str = "mesh.chat";
+/// The payload type of a line: its UTF-8 bytes.
+const LINE_TYPE: &str = "mesh.chat.Line";
 
 /// Options of `mesh peer`.
 #[derive(Debug, clap::Args)]
@@ -53,6 +56,19 @@ pub(crate) struct Args {
     /// Print every event as one JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Seconds between presence announces.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    presence_interval: f64,
+    /// Seconds without an announce after which a peer counts as offline (more than the interval).
+    #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
+    presence_timeout: f64,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e6 => Ok(seconds),
+        _ => Err(format!("{text:?}: expected a number of seconds above 0")),
+    }
 }
 
 /// Where the peer's output goes: plain lines or JSON objects.
@@ -74,11 +90,15 @@ impl Out {
 impl Args {
     /// What clap cannot check on its own, as a usage error.
     pub(crate) fn usage_error(&self) -> Option<String> {
-        (self.transport == TransportChoice::Memory).then(|| {
-            "--transport memory only connects peers inside one process, and `mesh peer` is one peer: \
-             use tcp or webrtc (or `mesh demo --transport memory`)"
-                .to_owned()
-        })
+        if self.transport == TransportChoice::Memory {
+            return Some(
+                "--transport memory only connects peers inside one process, and `mesh peer` is one peer: \
+                 use tcp or webrtc (or `mesh demo --transport memory`)"
+                    .to_owned(),
+            );
+        }
+        (self.presence_timeout <= self.presence_interval)
+            .then(|| "--presence-timeout must be longer than --presence-interval".to_owned())
     }
 }
 
@@ -124,59 +144,77 @@ fn keypair(path: Option<&PathBuf>) -> Result<Keypair> {
     Ok(Keypair::from_secret(&secret))
 }
 
-/// The chat port of every open connection, by the connection's session. A restarted peer's new
-/// connection can open while its old one is still closing, so state is per connection, never per
-/// remote key: the old connection ending must not take the new one's port with it.
-type Ports = Arc<Mutex<HashMap<PublicKey, Arc<Port>>>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding it; a poisoned lock still holds valid ports.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Opens port "lines" on each connection and prints what arrives on it.
-struct Chat {
-    ports: Ports,
+/// Gossip on one connection, reporting when it opens (from then on lines reach the peer) and
+/// closes. Reports carry the connection's session: a restarted peer's new connection can open
+/// while its old one is still closing.
+struct Reported {
+    gossip: GossipExtension,
     out: Out,
+    /// The remote and session, once open.
+    open: std::sync::Mutex<Option<(PublicKey, PublicKey)>>,
 }
 
-#[async_trait]
-impl Extension for Chat {
-    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
-        let (remote, session) = (ctx.remote_peer(), ctx.session());
-        let port = Arc::new(ctx.create_port("lines", Some("text/plain"))?);
-        lock(&self.ports).insert(session, port.clone());
-        let (ports, out) = (self.ports.clone(), self.out);
-        // Reported here rather than when the transport is up: from now on lines reach this peer.
-        out.event(
-            json!({"event": "connected", "peer": remote.to_hex(), "session": session.to_hex()}),
-            || format!("* connected to {}", remote.short()),
-        );
-        // Ends with the connection: the port yields `None` once it is closed.
-        tokio::spawn(async move {
-            while let Some(line) = port.recv().await {
-                let text = String::from_utf8_lossy(&line).into_owned();
-                out.event(json!({"event": "message", "author": remote.to_hex(), "payload": text}), || {
-                    format!("<{}> {text}", remote.short())
-                });
-            }
-            lock(&ports).remove(&session);
-            out.event(
+impl Reported {
+    fn closed(&self) {
+        let open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some((remote, session)) = open {
+            self.out.event(
                 json!({"event": "closed", "peer": remote.to_hex(), "session": session.to_hex()}),
                 || format!("* a connection to {} closed", remote.short()),
             );
-        });
-        Ok(())
+        }
     }
 }
 
-/// Sends `line` on every open connection without waiting for any one of them: a peer that does
-/// not read misses lines rather than holding up the others.
-fn send_to_all(ports: &Ports, line: &str) {
-    for (session, port) in lock(ports).iter() {
-        if let Err(err) = port.try_send(Bytes::from(line.to_owned())) {
-            tracing::warn!(session = %session.short(), %err, "line not sent on this connection");
+#[async_trait]
+impl Extension for Reported {
+    async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
+        let (remote, session) = (ctx.remote_peer(), ctx.session());
+        self.gossip.on_open(ctx).await?;
+        *self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((remote, session));
+        self.out.event(
+            json!({"event": "connected", "peer": remote.to_hex(), "session": session.to_hex()}),
+            || format!("* connected to {}", remote.short()),
+        );
+        Ok(())
+    }
+
+    async fn on_close(&self, error: Option<String>) {
+        self.gossip.on_close(error).await;
+        self.closed();
+    }
+
+    async fn on_abort(&self, error: Option<String>) {
+        self.gossip.on_abort(error).await;
+        self.closed();
+    }
+}
+
+fn print_line(out: Out, line: &gossip::Announcement) {
+    if line.payload.type_url != LINE_TYPE {
+        return;
+    }
+    let (author, text) = (line.origin, String::from_utf8_lossy(&line.payload.value));
+    out.event(json!({"event": "message", "author": author.to_hex(), "payload": text}), || {
+        format!("<{}> {text}", author.short())
+    });
+}
+
+fn print_presence(out: Out, event: PresenceEvent) {
+    match event {
+        PresenceEvent::Online(info) => {
+            let connections: Vec<String> = info.connections.iter().map(PublicKey::to_hex).collect();
+            out.event(
+                json!({"event": "online", "peer": info.peer.to_hex(), "connections": connections}),
+                || format!("* {} is online", info.peer.short()),
+            );
         }
+        PresenceEvent::Offline(peer) => {
+            out.event(json!({"event": "offline", "peer": peer.to_hex()}), || {
+                format!("* {} went offline", peer.short())
+            });
+        }
+        _ => {}
     }
 }
 
@@ -203,11 +241,21 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     )
     .await
     .context("opening the inbox")?;
-    let ports: Ports = Arc::default();
-    let chat_ports = ports.clone();
+    let gossip = Gossip::new(own, GossipConfig::default());
+    let mut lines = gossip.subscribe(CHAT);
+    let presence = Presence::spawn(
+        gossip.clone(),
+        PresenceConfig::default().with_timing(
+            Duration::from_secs_f64(args.presence_interval),
+            Duration::from_secs_f64(args.presence_timeout),
+        ),
+    );
+    let mut presence_events = presence.events();
+    let for_connections = gossip.clone();
     let protocol = TeleportProtocol::new(move |teleport| {
+        let reported = Reported { gossip: for_connections.extension(), out, open: Default::default() };
         // A constant name without '/': adding it cannot fail.
-        let _ = teleport.add_extension(CHAT, Chat { ports: chat_ports.clone(), out });
+        let _ = teleport.add_extension(gossip::EXTENSION, reported);
     });
     let mut signal_events = signal.events();
     let swarm = manager.join(topic, topology, Arc::new(protocol)).await.context("joining the swarm")?;
@@ -220,9 +268,13 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     loop {
         tokio::select! {
             line = stdin.next_line() => match line.context("reading stdin")? {
-                Some(line) => send_to_all(&ports, &line),
+                Some(line) => {
+                    gossip.post(CHAT, Any { type_url: LINE_TYPE.into(), value: line.into_bytes() });
+                }
                 None => break,
             },
+            Some(line) = lines.recv() => print_line(out, &line),
+            Ok(event) = presence_events.recv() => print_presence(out, event),
             event = signal_events.recv() => match event {
                 Ok(SignalEvent::PeerAvailable { topic: t, peer, .. }) if t == topic => {
                     out.event(json!({"event": "peer-available", "peer": peer.to_hex()}), || format!("* {} is in the swarm", peer.short()));

@@ -1,5 +1,6 @@
 //! `mesh peer` end to end: a `mesh signal` process and three `mesh peer --json` processes form a
-//! swarm and exchange lines, over TCP and over WebRTC.
+//! swarm and exchange lines, over TCP and over WebRTC; eight on an MMST swarm gossip lines to
+//! peers they have no connection to and see each other online and offline.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -222,6 +223,63 @@ async fn after_a_displacement_lines_keep_flowing_both_ways() {
     stayer.exit().await;
     restarted.exit().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Others than `index` among `keys`.
+fn others(keys: &[String], index: usize) -> Vec<String> {
+    keys.iter().enumerate().filter(|(i, _)| *i != index).map(|(_, k)| k.clone()).collect()
+}
+
+impl Peer {
+    /// Waits until presence reported every one of `peers` online.
+    async fn wait_online(&mut self, peers: &[String]) {
+        let mut missing: Vec<String> = peers.to_vec();
+        while !missing.is_empty() {
+            let event = self.wait(|e| e["event"] == "online").await;
+            missing.retain(|peer| event["peer"] != peer.as_str());
+        }
+    }
+}
+
+/// On MMST each peer links to a few others only; gossip still takes a line to every peer, once.
+#[tokio::test]
+async fn on_an_mmst_swarm_of_eight_a_line_reaches_all_other_peers_and_presence_follows() {
+    let (_server, url) = common::signal_server().await;
+    let topic = "5e".repeat(32);
+    let options =
+        ["--transport", "tcp", "--topology", "mmst", "--presence-interval", "0.2", "--presence-timeout", "3"];
+    let mut peers = Vec::new();
+    for _ in 0..8 {
+        peers.push(Peer::spawn(&url, &topic, &options).await);
+    }
+    let keys: Vec<String> = peers.iter().map(|p| p.key.clone()).collect();
+    for (index, peer) in peers.iter_mut().enumerate() {
+        peer.wait_online(&others(&keys, index)).await;
+    }
+
+    peers[3].say("across the swarm").await;
+    for (index, peer) in peers.iter_mut().enumerate().filter(|(index, _)| *index != 3) {
+        let message = peer.wait(|e| e["event"] == "message").await;
+        assert_eq!(message["author"], keys[3].as_str(), "peer {index}");
+        assert_eq!(message["payload"], "across the swarm", "peer {index}");
+    }
+
+    // A peer killed outright goes offline for everyone: at once for its neighbours, after the
+    // presence timeout for the rest.
+    let killed = peers.pop().unwrap();
+    send_signal(&killed.child, "KILL");
+    for peer in &mut peers {
+        peer.wait(|e| e["event"] == "offline" && e["peer"] == killed.key.as_str()).await;
+    }
+    // Each line was printed once: the next message every peer prints is the next line.
+    peers[0].say("once more").await;
+    for peer in &mut peers[1..] {
+        let message = peer.wait(|e| e["event"] == "message").await;
+        assert_eq!(message["payload"], "once more");
+    }
+    for peer in peers {
+        peer.exit().await;
+    }
 }
 
 #[test]

@@ -67,7 +67,9 @@ pub struct GossipConfig {
     pub seen_period: Duration,
     /// Announces waiting to be sent per connection. Default: 1,024.
     pub outbox_capacity: usize,
-    /// Announce calls waiting for an answer per connection. Default: 32.
+    /// Announce calls waiting for an answer per connection. Default: 1, which keeps each
+    /// connection's announces in order (the remote handles one at a time, as a DXOS peer's single
+    /// thread does); more pipelines them but lets them overtake each other.
     pub announces_in_flight: usize,
     /// Messages waiting per subscription. Default: 256.
     pub subscription_capacity: usize,
@@ -81,7 +83,7 @@ impl Default for GossipConfig {
             seen_capacity: 32_768,
             seen_period: Duration::from_secs(120),
             outbox_capacity: 1024,
-            announces_in_flight: 32,
+            announces_in_flight: 1,
             subscription_capacity: 256,
             max_channel_len: 256,
         }
@@ -99,6 +101,12 @@ impl GossipConfig {
     /// Queues `capacity` announces per connection.
     pub fn with_outbox_capacity(mut self, capacity: usize) -> Self {
         self.outbox_capacity = capacity;
+        self
+    }
+
+    /// Lets `calls` announces per connection wait for their answers at once.
+    pub fn with_announces_in_flight(mut self, calls: usize) -> Self {
+        self.announces_in_flight = calls;
         self
     }
 
