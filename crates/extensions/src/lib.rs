@@ -4,8 +4,9 @@
 //! connections of one swarm (or several): add the extension to each connection's Teleport under
 //! its name, and use the shared value to send and receive.
 //!
-//! - [`gossip`]: messages flooded through the swarm, each delivered once per peer, wire-compatible
-//!   with DXOS 0.8.3's `dxos.mesh.teleport.gossip`.
+//! - [`gossip`]: messages spread through the swarm, each delivered once per peer, wire-compatible
+//!   with DXOS 0.8.3's `dxos.mesh.teleport.gossip`; flooding as DXOS does, or a tree mode between
+//!   mesh peers that sends far fewer duplicate copies.
 //! - [`presence`]: who is online in the swarm and whom each peer is connected to, announced over
 //!   gossip as DXOS 0.8.3's `Presence` does.
 

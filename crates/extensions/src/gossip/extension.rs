@@ -49,6 +49,14 @@ impl GossipExtension {
     }
 }
 
+/// A connection can end without its extensions hearing of it (its task dropped): the connection
+/// leaves the shared state then too.
+impl Drop for GossipExtension {
+    fn drop(&mut self) {
+        self.take_open();
+    }
+}
+
 #[async_trait]
 impl Extension for GossipExtension {
     async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {

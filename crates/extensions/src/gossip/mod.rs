@@ -15,6 +15,15 @@
 //! its deliveries wait, which holds the announce handler, which stops reading that connection, which
 //! slows its sender (backpressure), rather than growing memory.
 //!
+//! Two modes ([`GossipMode`]). `Flood` is DXOS's: every new message goes on every link, so a
+//! peer with `d` links receives about `d - 1` copies of it. `Tree` (mesh's own, in the spirit of
+//! PlumTree) adds the extension `<name>.tree` between mesh peers that both run it: links start
+//! eager; a peer that receives a copy it already had prunes that link to lazy, so eager links
+//! settle into a spanning tree; lazy links carry only the ids of new messages (`IHave`), and a
+//! peer that hears of a message it does not get within [`GossipConfig::graft_timeout`] asks for it
+//! (`Graft`), which also makes that link eager again, repairing the tree. Links to DXOS peers stay
+//! flooding in both modes.
+//!
 //! DXOS gives each connection its own message id when it posts, so a DXOS peer's message can reach
 //! a peer once per path; messages posted here carry one id on every connection.
 //!
@@ -26,33 +35,49 @@
 //! # async fn main() {
 //! let gossip = Gossip::new(PublicKey::random(), GossipConfig::default());
 //! let chat = gossip.subscribe("chat");
-//! // For each connection: teleport.add_extension(EXTENSION, gossip.extension())
+//! // For each connection: gossip.attach(&teleport)
 //! gossip.post("chat", mesh_proto::Any::default());
 //! # drop(chat);
 //! # }
 //! ```
 
+mod cache;
 mod extension;
 mod seen;
+mod tree;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::{Duration, Instant, SystemTime},
 };
 
 pub use extension::GossipExtension;
 use mesh_keys::PublicKey;
-use mesh_proto::{Any, dxos::mesh::teleport::gossip::GossipMessage};
-use tokio::sync::{mpsc, watch};
+use mesh_proto::{Any, dxos::mesh::teleport::gossip::GossipMessage, mesh::v1::GossipControl};
+use mesh_teleport::{ExtensionError, Teleport};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
+pub use tree::TreeExtension;
 
-use self::seen::Seen;
+use self::{cache::Cache, seen::Seen, tree::Missing};
 
 /// The extension's name on every connection.
 pub const EXTENSION: &str = "dxos.mesh.teleport.gossip";
 /// The RPC method announces are sent with.
 pub(crate) const ANNOUNCE: &str = "dxos.mesh.teleport.gossip.GossipService.Announce";
+
+/// How messages spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GossipMode {
+    /// Every link carries every message (DXOS's behaviour).
+    #[default]
+    Flood,
+    /// Eager links form a tree; the others carry message ids (see the module docs).
+    Tree,
+}
 
 /// Limits and timings of a [`Gossip`]. Build it with [`GossipConfig::default`] and the `with_*`
 /// methods.
@@ -75,6 +100,16 @@ pub struct GossipConfig {
     pub subscription_capacity: usize,
     /// The longest channel name accepted, in bytes. Default: 256.
     pub max_channel_len: usize,
+    /// The extension's name. Default: DXOS's, [`EXTENSION`]; another name runs a separate gossip
+    /// over the same connections.
+    pub name: String,
+    /// How messages spread. Default: [`GossipMode::Flood`].
+    pub mode: GossipMode,
+    /// Tree mode: how long to wait for a message a lazy link announced before asking for it.
+    /// Default: 250 ms.
+    pub graft_timeout: Duration,
+    /// Tree mode: recent messages kept to answer `Graft`s. Default: 1,024.
+    pub cache_capacity: usize,
 }
 
 impl Default for GossipConfig {
@@ -86,6 +121,10 @@ impl Default for GossipConfig {
             announces_in_flight: 1,
             subscription_capacity: 256,
             max_channel_len: 256,
+            name: EXTENSION.to_owned(),
+            mode: GossipMode::Flood,
+            graft_timeout: Duration::from_millis(250),
+            cache_capacity: 1024,
         }
     }
 }
@@ -101,6 +140,18 @@ impl GossipConfig {
     /// Queues `capacity` announces per connection.
     pub fn with_outbox_capacity(mut self, capacity: usize) -> Self {
         self.outbox_capacity = capacity;
+        self
+    }
+
+    /// Spreads messages as `mode` says.
+    pub fn with_mode(mut self, mode: GossipMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Runs as the extension `name` (and `<name>.tree`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
         self
     }
 
@@ -135,6 +186,12 @@ pub struct GossipStats {
     pub dropped: u64,
     /// Deliveries to subscribers.
     pub delivered: u64,
+    /// Tree mode: message ids sent on lazy links.
+    pub ihaves: u64,
+    /// Tree mode: links pruned to lazy after a duplicate.
+    pub prunes: u64,
+    /// Tree mode: messages asked for after a lazy link announced them.
+    pub grafts: u64,
 }
 
 /// A message delivered to a subscriber.
@@ -187,6 +244,10 @@ pub(crate) struct Shared {
     /// The remote peers of the open connections, sorted, without repeats.
     peers: watch::Sender<Vec<PublicKey>>,
     stats: watch::Sender<GossipStats>,
+    /// Tree mode: wakes the task that asks for missing messages.
+    grafting: Arc<Notify>,
+    /// Tree mode: that task, started with the first tree link.
+    grafter: OnceLock<AbortOnDropHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -195,12 +256,26 @@ struct State {
     /// Open connections by session.
     connections: HashMap<PublicKey, Connection>,
     subscribers: HashMap<String, Vec<mpsc::Sender<Announcement>>>,
+    /// Tree mode: the links to peers that run it too, by session.
+    trees: HashMap<PublicKey, TreeLink>,
+    /// Tree mode: recent messages, to answer `Graft`s.
+    cache: Cache,
+    /// Tree mode: messages announced on lazy links and not received yet.
+    missing: HashMap<PublicKey, Missing>,
 }
 
 #[derive(Debug)]
 struct Connection {
     remote: PublicKey,
     outbox: mpsc::Sender<GossipMessage>,
+}
+
+/// A link whose remote runs tree mode too.
+#[derive(Debug)]
+struct TreeLink {
+    control: mpsc::Sender<GossipControl>,
+    /// Whether new messages go on it whole (else only their ids).
+    eager: bool,
 }
 
 impl Gossip {
@@ -210,10 +285,22 @@ impl Gossip {
             seen: Seen::new(config.seen_capacity, config.seen_period, Instant::now()),
             connections: HashMap::new(),
             subscribers: HashMap::new(),
+            trees: HashMap::new(),
+            cache: Cache::new(config.cache_capacity),
+            missing: HashMap::new(),
         };
         let (peers, _) = watch::channel(Vec::new());
         let (stats, _) = watch::channel(GossipStats::default());
-        Self { shared: Arc::new(Shared { local, config, state: Mutex::new(state), peers, stats }) }
+        let shared = Shared {
+            local,
+            config,
+            state: Mutex::new(state),
+            peers,
+            stats,
+            grafting: Arc::default(),
+            grafter: OnceLock::new(),
+        };
+        Self { shared: Arc::new(shared) }
     }
 
     /// This peer.
@@ -221,10 +308,31 @@ impl Gossip {
         self.shared.local
     }
 
-    /// The extension for one more connection; add it to the connection's Teleport as
-    /// [`EXTENSION`].
+    /// Adds this gossip's extensions to a connection: the gossip extension, and in tree mode the
+    /// tree extension.
+    pub fn attach(&self, teleport: &Teleport) -> Result<(), ExtensionError> {
+        teleport.add_extension(&self.shared.config.name, self.extension())?;
+        if self.shared.config.mode == GossipMode::Tree {
+            teleport.add_extension(&self.tree_extension_name(), self.tree_extension())?;
+        }
+        Ok(())
+    }
+
+    /// The gossip extension for one more connection, to add under [`GossipConfig::name`]
+    /// ([`Gossip::attach`] does).
     pub fn extension(&self) -> GossipExtension {
         GossipExtension::new(self.shared.clone())
+    }
+
+    /// The tree extension for one more connection, to add under
+    /// [`Gossip::tree_extension_name`] ([`Gossip::attach`] does, in tree mode).
+    pub fn tree_extension(&self) -> TreeExtension {
+        TreeExtension::new(self.shared.clone())
+    }
+
+    /// The tree extension's name: `<name>.tree`.
+    pub fn tree_extension_name(&self) -> String {
+        format!("{}.tree", self.shared.config.name)
     }
 
     /// Posts `payload` on `channel` to every connection; returns the message's id. Subscribers
@@ -240,12 +348,11 @@ impl Gossip {
         };
         let mut state = self.shared.lock();
         state.seen.insert(id, Instant::now());
-        let (queued, dropped) = state.announce(&message, |_, _| true);
+        let spread = state.spread(id, &message, None, self.shared.local);
         drop(state);
         self.shared.count(|stats| {
             stats.posted += 1;
-            stats.queued += queued;
-            stats.dropped += dropped;
+            spread.count(stats);
         });
         id
     }
@@ -281,24 +388,57 @@ impl Gossip {
     }
 }
 
+/// What spreading one message did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spread {
+    queued: u64,
+    dropped: u64,
+    ihaves: u64,
+}
+
+impl Spread {
+    fn count(self, stats: &mut GossipStats) {
+        stats.queued += self.queued;
+        stats.dropped += self.dropped;
+        stats.ihaves += self.ihaves;
+    }
+}
+
 impl State {
-    /// Queues `message` to every connection `to` picks (by session and remote peer); returns how
-    /// many took it and how many were full.
-    fn announce(&self, message: &GossipMessage, to: impl Fn(&PublicKey, &Connection) -> bool) -> (u64, u64) {
-        let (mut queued, mut dropped) = (0, 0);
+    /// Sends the new message `id` on every link but the one it came on (`from`) and the one to
+    /// its `origin`: whole on eager links, as an `IHave` on lazy ones. Keeps it for `Graft`s.
+    fn spread(
+        &mut self,
+        id: PublicKey,
+        message: &GossipMessage,
+        from: Option<PublicKey>,
+        origin: PublicKey,
+    ) -> Spread {
+        let mut spread = Spread::default();
         for (session, connection) in &self.connections {
-            if !to(session, connection) {
+            if Some(*session) == from || connection.remote == origin {
                 continue;
             }
-            match connection.outbox.try_send(message.clone()) {
-                Ok(()) => queued += 1,
-                Err(_) => {
-                    dropped += 1;
-                    debug!(remote = %connection.remote.short(), "gossip queue full; dropped an announce");
+            match self.trees.get(session) {
+                Some(tree) if !tree.eager => {
+                    if tree.control.try_send(tree::ihave(id)).is_ok() {
+                        spread.ihaves += 1;
+                    }
                 }
+                _ => match connection.outbox.try_send(message.clone()) {
+                    Ok(()) => spread.queued += 1,
+                    Err(_) => {
+                        spread.dropped += 1;
+                        debug!(remote = %connection.remote.short(), "gossip queue full; dropped an announce");
+                    }
+                },
             }
         }
-        (queued, dropped)
+        if !self.trees.is_empty() {
+            self.cache.insert(id, message.clone());
+            self.missing.remove(&id);
+        }
+        spread
     }
 }
 
@@ -326,6 +466,7 @@ impl Shared {
     /// The connection `session` ended.
     pub(crate) fn disconnect(&self, session: PublicKey) {
         let mut state = self.lock();
+        state.trees.remove(&session);
         if state.connections.remove(&session).is_some() {
             self.publish_peers(&state);
         }
@@ -349,23 +490,24 @@ impl Shared {
             self.count(|stats| stats.rejected += 1);
             return;
         };
-        let (queued, dropped, subscribers) = {
+        let (spread, subscribers) = {
             let mut state = self.lock();
             if !state.seen.insert(announcement.id, Instant::now()) {
+                let pruned = state.prune(session);
                 drop(state);
-                self.count(|stats| stats.duplicates += 1);
+                self.count(|stats| {
+                    stats.duplicates += 1;
+                    stats.prunes += u64::from(pruned);
+                });
                 return;
             }
-            let origin = announcement.origin;
-            let (queued, dropped) =
-                state.announce(&message, |s, connection| *s != session && connection.remote != origin);
+            let spread = state.spread(announcement.id, &message, Some(session), announcement.origin);
             let subscribers = state.subscribers.get(&announcement.channel).cloned().unwrap_or_default();
-            (queued, dropped, subscribers)
+            (spread, subscribers)
         };
         self.count(|stats| {
             stats.received += 1;
-            stats.queued += queued;
-            stats.dropped += dropped;
+            spread.count(stats);
         });
         let mut delivered = 0;
         for subscriber in subscribers {

@@ -48,6 +48,11 @@ impl Seen {
         true
     }
 
+    /// Whether `id` was seen lately.
+    pub(crate) fn contains(&self, id: &PublicKey) -> bool {
+        self.current.contains(id) || self.previous.contains(id)
+    }
+
     /// Ids held now.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -44,6 +44,10 @@ macro_rules! for_each_message {
             $crate::mesh::v1::AuthenticateResponse,
             $crate::mesh::v1::ChallengeRequest,
             $crate::mesh::v1::ChallengeResponse,
+            $crate::mesh::v1::GossipControl,
+            $crate::mesh::v1::Graft,
+            $crate::mesh::v1::IHave,
+            $crate::mesh::v1::Prune,
         }
     };
 }
