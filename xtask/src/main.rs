@@ -15,7 +15,7 @@ cargo xtask <command>
 
 Commands:
   proto [--check]   regenerate crates/proto/src/gen from proto/ (--check: fail if the committed code is stale)
-  bench <name> [..] run a benchmark (signal, swarm, teleport) in release and print its figures;
+  bench <name> [..] run a benchmark (gossip, signal, swarm, teleport) in release and print its figures;
                     further arguments go to the benchmark (e.g. `bench signal memory`)
   test              install what the tests need (npm packages) and run every test in the workspace
   fuzz --smoke [--seconds N]
