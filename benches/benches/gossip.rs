@@ -14,12 +14,12 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use mesh::TeleportProtocol;
 use mesh_extensions::gossip::{Gossip, GossipConfig, GossipMode, GossipStats};
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::Any;
 use mesh_signal::MemoryNetwork;
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::Mmst};
-use mesh_teleport::TeleportProtocol;
 use mesh_transport::memory::{Conditions, MemoryTransportFactory, Shape};
 use tokio::sync::mpsc;
 

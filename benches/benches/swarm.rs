@@ -22,14 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use mesh::TeleportProtocol;
 use mesh_keys::{DiscoveryKey, Keypair};
 use mesh_signal::Client;
 use mesh_signal_server::{Config, RateLimit, Server};
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnected};
-use mesh_teleport::{
-    TeleportProtocol,
-    hello::{self, Hello},
-};
+use mesh_teleport::hello::{self, Hello};
 use mesh_transport::tcp::TcpTransportFactory;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;

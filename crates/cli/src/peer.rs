@@ -7,6 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
+use mesh::TeleportProtocol;
 use mesh_extensions::{
     gossip::{self, Gossip, GossipConfig, GossipExtension},
     presence::{Presence, PresenceConfig, PresenceEvent},
@@ -18,7 +19,7 @@ use mesh_swarm::{
     Event as SwarmEvent, NetworkManager, SwarmConfig,
     topology::{FullyConnected, Mmst, Star, Topology},
 };
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError, TeleportProtocol};
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -4,6 +4,7 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use mesh::TeleportProtocol;
 use mesh_extensions::gossip::{
     Announcement, EXTENSION, Gossip, GossipConfig, GossipMode, GossipStats, Subscription,
 };
@@ -11,7 +12,7 @@ use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::Any;
 use mesh_signal::MemoryNetwork;
 use mesh_swarm::{NetworkManager, SwarmConfig, topology::Mmst};
-use mesh_teleport::{Params, Teleport, TeleportProtocol};
+use mesh_teleport::{Params, Teleport};
 use mesh_transport::memory::MemoryTransportFactory;
 use tokio::sync::mpsc;
 

@@ -78,7 +78,6 @@ pub mod payload;
 pub mod rpc;
 pub mod service;
 mod shared;
-mod swarm;
 mod teleport;
 
 pub use channel::{Port, STREAM_WRITE_CHUNK, Stream};
@@ -86,5 +85,4 @@ pub use error::{ChannelError, ExtensionError, ProtocolError, RpcError};
 pub use extension::{Extension, ExtensionContext};
 pub use muxer::{ChannelId, CloseReason};
 pub use payload::Payload;
-pub use swarm::TeleportProtocol;
 pub use teleport::{Params, Teleport};

@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{Alive, pair, pair_with};
-use mesh_keys::{DiscoveryKey, PublicKey};
-use mesh_swarm::{ConnectionInfo, Protocol};
+use mesh_keys::PublicKey;
 use mesh_teleport::control::{MAX_EXTENSION_NAME_LEN, MAX_REMOTE_EXTENSIONS};
 use mesh_teleport::{
     CloseReason, Extension, ExtensionContext, ExtensionError, Params, ProtocolError, Teleport,
-    TeleportProtocol,
 };
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// What an extension saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,38 +129,6 @@ async fn each_connection_has_its_own_session_and_its_extensions_see_it() {
         assert_eq!(seen.recv().await, Some(Seen::Opened { name: "x".into(), session: a.session() }));
     }
     assert_eq!((a.session(), b.session()), (session, session));
-}
-
-#[tokio::test]
-async fn a_swarm_connection_runs_teleport_with_the_swarms_session() {
-    let (tx, mut seen) = mpsc::unbounded_channel();
-    let (sessions_tx, mut sessions) = mpsc::unbounded_channel();
-    let protocol = TeleportProtocol::new(move |teleport| {
-        let _ = sessions_tx.send(teleport.session());
-        teleport.add_extension("x", Recorder(tx.clone())).unwrap();
-    });
-    let (io, remote_io) = tokio::io::duplex(64 << 10);
-    let (own, remote) = (PublicKey::random(), PublicKey::random());
-    let session = PublicKey::random();
-    let info = ConnectionInfo {
-        own,
-        remote,
-        topic: DiscoveryKey::from_party(&PublicKey::random()),
-        session,
-        initiator: true,
-    };
-    let close = CancellationToken::new();
-    let running = {
-        let close = close.clone();
-        tokio::spawn(async move { protocol.run(info, Box::new(io), close).await })
-    };
-    let remote_side = Teleport::new(remote_io, Params::new(false, remote, own));
-    let (remote_tx, _remote_seen) = mpsc::unbounded_channel();
-    remote_side.add_extension("x", Recorder(remote_tx)).unwrap();
-    assert_eq!(sessions.recv().await, Some(session));
-    assert_eq!(seen.recv().await, Some(Seen::Opened { name: "x".into(), session }));
-    close.cancel();
-    assert!(running.await.unwrap().is_ok(), "the protocol ends cleanly");
 }
 
 /// An extension whose `on_open` waits forever.

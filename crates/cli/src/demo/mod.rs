@@ -12,11 +12,11 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use mesh::TeleportProtocol;
 use mesh_keys::{DiscoveryKey, Keypair};
 use mesh_signal::Client;
 use mesh_signal_server::{Config, Limits, RateLimit, Server};
 use mesh_swarm::{NetworkManager, SwarmConfig, topology::FullyConnected};
-use mesh_teleport::TeleportProtocol;
 use mesh_transport::{TransportFactory, webrtc::WebRtcTransportFactory};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 

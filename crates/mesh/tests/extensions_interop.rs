@@ -4,9 +4,12 @@
 //! reaches both peers of the other side, and presence on every peer lists the other three.
 #![allow(clippy::unwrap_used)]
 
-use std::{collections::BTreeSet, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+mod common;
 
-use mesh_extensions::{
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use mesh::{
+    TeleportProtocol,
     gossip::{EXTENSION, Gossip, GossipConfig, Subscription},
     presence::{Presence, PresenceConfig, PresenceEvent},
 };
@@ -14,15 +17,9 @@ use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::Any;
 use mesh_signal::Client;
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnected};
-use mesh_teleport::TeleportProtocol;
 use mesh_transport::tcp::TcpTransportFactory;
-use serde_json::Value;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
-};
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use common::{DxosPeer, PATIENCE};
 /// The payload type both sides use for chat lines.
 const TEXT_TYPE: &str = "mesh.test.Text";
 
@@ -92,74 +89,22 @@ impl MeshPeer {
     }
 }
 
-struct DxosPeer {
-    key: PublicKey,
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+/// Waits until DXOS's presence on `peer` lists every one of `peers` online.
+async fn wait_dxos_online(peer: &mut DxosPeer, peers: &[PublicKey]) {
+    let wanted: BTreeSet<String> = peers.iter().map(PublicKey::to_hex).collect();
+    peer.wait(|e| {
+        let online: BTreeSet<String> = e["online"]
+            .as_array()
+            .map(|keys| keys.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        e["event"] == "presence" && wanted.is_subset(&online)
+    })
+    .await;
 }
 
-impl DxosPeer {
-    async fn spawn(url: &str, topic: DiscoveryKey) -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/swarm-interop");
-        assert!(
-            dir.join("node_modules/@dxos/teleport-extension-gossip").exists(),
-            "the DXOS npm packages are missing in {}: run `cargo xtask test`, which installs them",
-            dir.display()
-        );
-        let mut child = Command::new("node")
-            .args(["dxos-gossip-peer.mjs", url, &topic.to_hex()])
-            .current_dir(dir)
-            .env("LOG_FILTER", "error")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut peer = Self { key: PublicKey::from_bytes([0; 32]), _child: child, stdin, stdout };
-        let ready = peer.wait(|e| e["event"] == "ready").await;
-        peer.key = ready["peer"].as_str().unwrap().parse().unwrap();
-        peer
-    }
-
-    async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let line = self.stdout.next_line().await.unwrap().expect("the DXOS peer exited");
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && pick(&event)
-                {
-                    return event;
-                }
-            }
-        })
-        .await
-        .expect("expected event from the DXOS peer")
-    }
-
-    async fn post(&mut self, text: &str) {
-        self.stdin.write_all(format!("post {text}\n").as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-
-    /// Waits until DXOS's presence lists every one of `peers` online.
-    async fn wait_online(&mut self, peers: &[PublicKey]) {
-        let wanted: BTreeSet<String> = peers.iter().map(PublicKey::to_hex).collect();
-        self.wait(|e| {
-            let online: BTreeSet<String> = e["online"]
-                .as_array()
-                .map(|keys| keys.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
-            e["event"] == "presence" && wanted.is_subset(&online)
-        })
-        .await;
-    }
-
-    async fn wait_chat(&mut self, origin: PublicKey, text: &str) {
-        self.wait(|e| e["event"] == "gossip" && e["origin"] == origin.to_hex() && e["text"] == text).await;
-    }
+/// Waits until `peer` printed the chat line `text` from `origin`.
+async fn wait_dxos_chat(peer: &mut DxosPeer, origin: PublicKey, text: &str) {
+    peer.wait(|e| e["event"] == "gossip" && e["origin"] == origin.to_hex() && e["text"] == text).await;
 }
 
 #[tokio::test]
@@ -167,8 +112,8 @@ async fn dxos_and_mesh_peers_share_gossip_and_presence() {
     let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await.unwrap();
     let url = server.url();
     let topic = DiscoveryKey::from_party(&Keypair::generate().public());
-    let mut dxos_a = DxosPeer::spawn(&url, topic).await;
-    let mut dxos_b = DxosPeer::spawn(&url, topic).await;
+    let mut dxos_a = DxosPeer::spawn("dxos-gossip-peer.mjs", &url, topic).await;
+    let mut dxos_b = DxosPeer::spawn("dxos-gossip-peer.mjs", &url, topic).await;
     let mut mesh_a = MeshPeer::join(&url, topic).await;
     let mut mesh_b = MeshPeer::join(&url, topic).await;
     let all = [dxos_a.key, dxos_b.key, mesh_a.key, mesh_b.key];
@@ -177,15 +122,17 @@ async fn dxos_and_mesh_peers_share_gossip_and_presence() {
     // Presence on every peer lists the other three.
     mesh_a.wait_online(&others(mesh_a.key)).await;
     mesh_b.wait_online(&others(mesh_b.key)).await;
-    dxos_a.wait_online(&others(dxos_a.key)).await;
-    dxos_b.wait_online(&others(dxos_b.key)).await;
+    let others_of_a = others(dxos_a.key);
+    wait_dxos_online(&mut dxos_a, &others_of_a).await;
+    let others_of_b = others(dxos_b.key);
+    wait_dxos_online(&mut dxos_b, &others_of_b).await;
 
     // A line from a DXOS peer reaches both mesh peers, and one from a mesh peer both DXOS peers.
-    dxos_a.post("from dxos").await;
+    dxos_a.command("post from dxos").await;
     mesh_a.wait_chat(dxos_a.key, "from dxos").await;
     mesh_b.wait_chat(dxos_a.key, "from dxos").await;
     mesh_b.gossip.post("chat", Any { type_url: TEXT_TYPE.into(), value: b"from mesh".to_vec() });
-    dxos_a.wait_chat(mesh_b.key, "from mesh").await;
-    dxos_b.wait_chat(mesh_b.key, "from mesh").await;
+    wait_dxos_chat(&mut dxos_a, mesh_b.key, "from mesh").await;
+    wait_dxos_chat(&mut dxos_b, mesh_b.key, "from mesh").await;
     mesh_a.wait_chat(mesh_b.key, "from mesh").await;
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use mesh_swarm::{ByteStream, ConnectionInfo, Protocol};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Params, Teleport};
+use mesh_teleport::{Params, Teleport};
 
 type Setup = dyn Fn(&Teleport) + Send + Sync;
 

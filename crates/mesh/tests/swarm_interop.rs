@@ -4,32 +4,24 @@
 //! the same key.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     collections::BTreeSet,
-    path::PathBuf,
-    process::Stdio,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
+use mesh::TeleportProtocol;
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Client;
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnected};
-use mesh_teleport::{
-    TeleportProtocol,
-    hello::{self, Hello},
-};
+use mesh_teleport::hello::{self, Hello};
 use mesh_transport::{
     Transport, TransportFactory, TransportKind, TransportOptions, tcp::TcpTransportFactory,
 };
-use serde_json::Value;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 
-const PATIENCE: Duration = Duration::from_secs(30);
+use common::{DxosPeer, PATIENCE};
 
 struct RustPeer {
     key: PublicKey,
@@ -66,58 +58,12 @@ async fn rust_peer(
     RustPeer { key, swarm, links }
 }
 
-struct DxosPeer {
-    key: PublicKey,
-    _child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-}
-
-impl DxosPeer {
-    async fn spawn(url: &str, topic: DiscoveryKey) -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/swarm-interop");
-        assert!(
-            dir.join("node_modules/@dxos/network-manager").exists(),
-            "the DXOS npm packages are missing in {}: run `cargo xtask test`, which installs them",
-            dir.display()
-        );
-        let mut child = Command::new("node")
-            .args(["dxos-swarm-peer.mjs", url, &topic.to_hex()])
-            .current_dir(dir)
-            .env("LOG_FILTER", "error")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut peer = Self { key: PublicKey::from_bytes([0; 32]), _child: child, stdout };
-        let ready = peer.wait(|e| e["event"] == "ready").await;
-        peer.key = ready["peer"].as_str().unwrap().parse().unwrap();
-        peer
-    }
-
-    async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let line = self.stdout.next_line().await.unwrap().expect("the DXOS peer exited");
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && pick(&event)
-                {
-                    return event;
-                }
-            }
-        })
-        .await
-        .expect("expected event from the DXOS peer")
-    }
-
-    /// Waits until hellos from all of `from` arrived, in any order.
-    async fn wait_hellos(&mut self, from: &[PublicKey]) {
-        let mut missing: BTreeSet<String> = from.iter().map(PublicKey::to_hex).collect();
-        while !missing.is_empty() {
-            let event = self.wait(|e| e["event"] == "hello").await;
-            missing.remove(event["from"].as_str().unwrap());
-        }
+/// Waits until `peer` heard hellos from all of `from`, in any order.
+async fn wait_hellos(peer: &mut DxosPeer, from: &[PublicKey]) {
+    let mut missing: BTreeSet<String> = from.iter().map(PublicKey::to_hex).collect();
+    while !missing.is_empty() {
+        let event = peer.wait(|e| e["event"] == "hello").await;
+        missing.remove(event["from"].as_str().unwrap());
     }
 }
 
@@ -143,8 +89,8 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
     let topic = DiscoveryKey::from_party(&Keypair::generate().public());
     let (heard_tx, mut heard) = mpsc::unbounded_channel();
 
-    let mut dxos_a = DxosPeer::spawn(&url, topic).await;
-    let mut dxos_b = DxosPeer::spawn(&url, topic).await;
+    let mut dxos_a = DxosPeer::spawn("dxos-swarm-peer.mjs", &url, topic).await;
+    let mut dxos_b = DxosPeer::spawn("dxos-swarm-peer.mjs", &url, topic).await;
     let (pair_a, pair_b) = (Keypair::generate(), Keypair::generate());
     let rust_a = rust_peer(&url, &pair_a, topic, &heard_tx).await;
     let rust_b = rust_peer(&url, &pair_b, topic, &heard_tx).await;
@@ -157,8 +103,10 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
         .flat_map(|me| others(me).into_iter().map(move |from| (me, from)))
         .collect();
     wait_heard(&mut heard, &expected).await;
-    dxos_a.wait_hellos(&others(dxos_a.key)).await;
-    dxos_b.wait_hellos(&others(dxos_b.key)).await;
+    let from = others(dxos_a.key);
+    wait_hellos(&mut dxos_a, &from).await;
+    let from = others(dxos_b.key);
+    wait_hellos(&mut dxos_b, &from).await;
 
     // A mesh peer stops: the others drop it.
     let returning = rust_b.key;
@@ -175,8 +123,8 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
         .chain([(rust_a.key, rust_b.key)])
         .collect();
     wait_heard(&mut heard, &back).await;
-    dxos_a.wait_hellos(&[rust_b.key]).await;
-    dxos_b.wait_hellos(&[rust_b.key]).await;
+    wait_hellos(&mut dxos_a, &[rust_b.key]).await;
+    wait_hellos(&mut dxos_b, &[rust_b.key]).await;
 
     // The mesh peers exchanged link nonces with each other (so their link was authenticated),
     // and the DXOS peers, which skip the extension fields, sent none: their links stayed plain.

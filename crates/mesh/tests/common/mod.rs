@@ -1,0 +1,70 @@
+//! What the mixed-swarm tests share: a real DXOS 0.8.3 peer, a Node script from
+//! `tests/swarm-interop`, run as a child process that prints JSON events and reads commands.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use mesh_keys::{DiscoveryKey, PublicKey};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct DxosPeer {
+    pub key: PublicKey,
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl DxosPeer {
+    /// Runs `node SCRIPT URL TOPIC_HEX` in tests/swarm-interop and waits for its `ready` event.
+    pub async fn spawn(script: &str, url: &str, topic: DiscoveryKey) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/swarm-interop");
+        assert!(
+            dir.join("node_modules/@dxos/teleport-extension-gossip").exists(),
+            "the DXOS npm packages are missing in {}: run `cargo xtask test`, which installs them",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .args([script, url, &topic.to_hex()])
+            .current_dir(dir)
+            .env("LOG_FILTER", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut peer = Self { key: PublicKey::from_bytes([0; 32]), _child: child, stdin, stdout };
+        let ready = peer.wait(|e| e["event"] == "ready").await;
+        peer.key = ready["peer"].as_str().unwrap().parse().unwrap();
+        peer
+    }
+
+    /// The first event `pick` takes.
+    pub async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = self.stdout.next_line().await.unwrap().expect("the DXOS peer exited");
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && pick(&event)
+                {
+                    return event;
+                }
+            }
+        })
+        .await
+        .expect("expected event from the DXOS peer")
+    }
+
+    /// Writes one command line.
+    pub async fn command(&mut self, line: &str) {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+}
