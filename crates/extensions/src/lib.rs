@@ -7,8 +7,11 @@
 //! - [`gossip`]: messages spread through the swarm, each delivered once per peer, wire-compatible
 //!   with DXOS 0.8.3's `dxos.mesh.teleport.gossip`; flooding as DXOS does, or a tree mode between
 //!   mesh peers that sends far fewer duplicate copies.
+//! - [`blobs`]: content-addressed blobs verified piece by piece as they arrive (BLAKE3 verified
+//!   streaming), whose transfers resume where they were cut.
 //! - [`presence`]: who is online in the swarm and whom each peer is connected to, announced over
 //!   gossip as DXOS 0.8.3's `Presence` does.
 
+pub mod blobs;
 pub mod gossip;
 pub mod presence;
