@@ -69,6 +69,11 @@ impl Fetch {
         self.partial.receive(ranges, encoded)
     }
 
+    /// A request for `ranges` was refused: they are to be asked again (of another peer).
+    pub fn on_refused(&mut self, ranges: &ChunkRanges) {
+        self.requested = self.requested.difference(ranges);
+    }
+
     /// The peer asked went away: everything asked of it is to be asked again.
     pub fn on_lost(&mut self) {
         self.requested = ChunkRanges::empty();

@@ -9,10 +9,12 @@
 //! for at once, never a chunk already held or already asked for.
 
 mod fetch;
+mod sync;
 mod verified;
 
 pub use bao_tree::{ChunkNum, ChunkRanges};
 pub use fetch::{
     Fetch, MAX_WIRE_BOUNDARIES, REQUEST_CHUNKS, WINDOW_CHUNKS, ranges_from_wire, ranges_to_wire,
 };
+pub use sync::{BlobStats, Blobs, BlobsConfig, BlobsExtension, EXTENSION, FetchError, FetchHandle};
 pub use verified::{Blob, BlobHash, GROUP_BYTES, ParseBlobHashError, PartialBlob, ReceiveError};

@@ -176,7 +176,7 @@ impl PartialBlob {
     }
 
     /// Takes a response for `ranges` from `encoded`, keeping each piece once it verified; returns
-    /// how many new bytes it kept. On an error (a piece that does not verify, or the response
+    /// how many bytes of verified pieces it read (a piece held already counts again). On an error (a piece that does not verify, or the response
     /// cut short) the pieces before it stay kept.
     pub fn receive(&mut self, ranges: &ChunkRanges, encoded: impl io::Read) -> Result<u64, ReceiveError> {
         let (root, tree) = (self.outboard.root, self.outboard.tree);
@@ -195,10 +195,7 @@ impl PartialBlob {
                     let first = ChunkNum(offset / CHUNK_BYTES);
                     let end = ChunkNum((offset + data.len() as u64).div_ceil(CHUNK_BYTES));
                     let piece = ChunkRanges::from(first..end);
-                    let new: ChunkRanges = piece.difference(&self.present);
-                    if !new.is_empty() {
-                        kept += data.len() as u64;
-                    }
+                    kept += data.len() as u64;
                     self.present = self.present.union(&piece);
                 }
             }
