@@ -2,8 +2,9 @@
 //!
 //! A [`Node`] is one peer: its key, its signal servers and how it connects. [`Node::join`] enters
 //! the swarm of a topic and returns a [`Swarm`] with the extensions that run over every one of
-//! its connections: [`gossip`] (messages to every peer of the swarm), [`presence`] (who is online)
-//! and any of your own ([`JoinOptions::extension`]).
+//! its connections: [`gossip`] (messages to every peer of the swarm), [`presence`] (who is online),
+//! [`blobs`] (content-addressed data fetched verified from any peer holding it) and any of your
+//! own ([`JoinOptions::extension`]).
 //!
 //! ```no_run
 //! use mesh::{DiscoveryKey, Node, PublicKey, topology::Mmst};
@@ -29,7 +30,7 @@ mod protocol;
 mod swarm;
 
 pub use error::Error;
-pub use mesh_extensions::{gossip, presence};
+pub use mesh_extensions::{blobs, gossip, presence};
 pub use mesh_keys::{DiscoveryKey, Keypair, PublicKey, SecretKey};
 pub use mesh_proto::Any;
 pub use mesh_signal as signal;

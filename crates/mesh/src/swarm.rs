@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use mesh_extensions::{
+    blobs::{self, Blobs, BlobsConfig},
     gossip::{Gossip, GossipConfig},
     presence::{Presence, PresenceConfig},
 };
@@ -21,6 +22,7 @@ type MakeExtension = Arc<dyn Fn() -> Arc<dyn Extension> + Send + Sync>;
 pub struct JoinOptions {
     gossip: GossipConfig,
     presence: PresenceConfig,
+    blobs: BlobsConfig,
     extensions: Vec<(String, MakeExtension)>,
 }
 
@@ -30,6 +32,7 @@ impl std::fmt::Debug for JoinOptions {
         f.debug_struct("JoinOptions")
             .field("gossip", &self.gossip)
             .field("presence", &self.presence)
+            .field("blobs", &self.blobs)
             .field("extensions", &names)
             .finish()
     }
@@ -45,6 +48,12 @@ impl JoinOptions {
     /// Presence with `config` (its timings and identity).
     pub fn presence(mut self, config: PresenceConfig) -> Self {
         self.presence = config;
+        self
+    }
+
+    /// Blob sync with `config` (its bounds).
+    pub fn blobs(mut self, config: BlobsConfig) -> Self {
+        self.blobs = config;
         self
     }
 
@@ -68,6 +77,7 @@ pub struct Swarm {
     handle: SwarmHandle,
     gossip: Gossip,
     presence: Presence,
+    blobs: Blobs,
 }
 
 impl Swarm {
@@ -79,17 +89,19 @@ impl Swarm {
     ) -> Result<Self, Error> {
         let gossip = Gossip::new(manager.own(), options.gossip);
         let presence = Presence::spawn(gossip.clone(), options.presence);
-        let (for_connections, extensions) = (gossip.clone(), options.extensions);
+        let blobs = Blobs::new(options.blobs);
+        let (for_connections, for_blobs, extensions) = (gossip.clone(), blobs.clone(), options.extensions);
         let protocol = TeleportProtocol::new(move |teleport| {
             // Names were checked when the first connection added them; a closed connection
             // refuses every extension and is going anyway.
             let _ = for_connections.attach(teleport);
+            let _ = teleport.add_extension(blobs::EXTENSION, for_blobs.extension());
             for (name, make) in &extensions {
                 let _ = teleport.add_extension_arc(name, make());
             }
         });
         let handle = manager.join(topic, topology, Arc::new(protocol)).await?;
-        Ok(Self { topic, handle, gossip, presence })
+        Ok(Self { topic, handle, gossip, presence, blobs })
     }
 
     /// The swarm's topic.
@@ -105,6 +117,11 @@ impl Swarm {
     /// Who is online in the swarm.
     pub fn presence(&self) -> &Presence {
         &self.presence
+    }
+
+    /// Blobs to share with and fetch from the peers of the swarm.
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
     }
 
     /// The swarm's connection events.

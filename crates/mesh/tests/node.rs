@@ -1,6 +1,6 @@
 //! The facade end to end: nodes started with the builder join one swarm through a real signal
-//! server over TCP; gossip reaches every node, presence lists every node, and an extension of
-//! the user's own opens on every connection.
+//! server over TCP; gossip reaches every node, presence lists every node, a blob crosses, and an
+//! extension of the user's own opens on every connection.
 #![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeSet, time::Duration};
@@ -75,6 +75,11 @@ async fn nodes_share_gossip_presence_and_their_own_extension() {
         let message = tokio::time::timeout(PATIENCE, subscription.recv()).await.unwrap().unwrap();
         assert_eq!((message.id, message.origin), (id, keys[0]));
     }
+
+    // A blob added on one node is fetched, verified, by another.
+    let hash = swarms[1].blobs().add(b"a blob for the swarm".repeat(1000));
+    let blob = tokio::time::timeout(PATIENCE, swarms[2].blobs().fetch(hash)).await.unwrap().unwrap();
+    assert_eq!(blob.hash(), hash);
 
     for swarm in swarms {
         swarm.leave().await.unwrap();
