@@ -25,8 +25,8 @@ async fn main() -> anyhow::Result<()> {
     let report = tokio::spawn(async move {
         while progress.changed().await.is_ok() {
             let (held, all) = *progress.borrow();
-            if all > 0 {
-                println!("fetched {:>3}%", held * 100 / all);
+            if let Some(percent) = (held * 100).checked_div(all) {
+                println!("fetched {percent:>3}%");
             }
         }
     });
