@@ -282,6 +282,34 @@ async fn on_an_mmst_swarm_of_eight_a_line_reaches_all_other_peers_and_presence_f
     }
 }
 
+/// One peer shares a file; another fetches it by hash, verified, into a file of its own.
+#[tokio::test]
+async fn a_shared_file_is_fetched_by_hash_by_another_peer() {
+    let (_server, url) = common::signal_server().await;
+    let topic = "b1".repeat(32);
+    let dir = std::env::temp_dir().join(format!("mesh-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (source, copy) = (dir.join("source.bin"), dir.join("copy.bin"));
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&source, &content).unwrap();
+
+    let share = ["--share", source.to_str().unwrap()];
+    let mut sharer = Peer::spawn_with(&url, &topic, &["--transport", "tcp"], &share).await;
+    let shared = sharer.wait(|e| e["event"] == "shared").await;
+    let hash = shared["hash"].as_str().unwrap().to_owned();
+    assert_eq!(shared["bytes"], content.len());
+
+    let fetch = ["--fetch", &hash, "--out", copy.to_str().unwrap()];
+    let mut fetcher = Peer::spawn_with(&url, &topic, &["--transport", "tcp"], &fetch).await;
+    let fetched = fetcher.wait(|e| e["event"] == "fetched").await;
+    assert_eq!(fetched["hash"], hash.as_str());
+    assert_eq!(std::fs::read(&copy).unwrap(), content);
+
+    sharer.exit().await;
+    fetcher.exit().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_peer_arguments_exit_with_code_2() {
     let mesh = || std::process::Command::new(env!("CARGO_BIN_EXE_mesh"));

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use mesh::TeleportProtocol;
 use mesh_extensions::{
+    blobs::{self, BlobHash, Blobs},
     gossip::{self, Gossip, GossipConfig, GossipExtension},
     presence::{Presence, PresenceConfig, PresenceEvent},
 };
@@ -24,6 +25,8 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::transport::{ReachArgs, TransportChoice};
+
+mod share;
 
 /// The gossip channel lines travel on.
 const CHAT: &str = "mesh.chat";
@@ -57,6 +60,15 @@ pub(crate) struct Args {
     /// Print every event as one JSON object per line.
     #[arg(long)]
     json: bool,
+    /// A file to share with the swarm as a blob (its hash is printed).
+    #[arg(long)]
+    share: Option<PathBuf>,
+    /// A blob to fetch from the peers that hold it (its hash), written to --out.
+    #[arg(long, requires = "out")]
+    fetch: Option<BlobHash>,
+    /// Where --fetch writes the blob.
+    #[arg(long, requires = "fetch")]
+    out: Option<PathBuf>,
     /// Seconds between presence announces.
     #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
     presence_interval: f64,
@@ -252,18 +264,27 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         ),
     );
     let mut presence_events = presence.events();
-    let for_connections = gossip.clone();
+    let blob_store = Blobs::default();
+    let (for_connections, for_blobs) = (gossip.clone(), blob_store.clone());
     let protocol = TeleportProtocol::new(move |teleport| {
         let reported = Reported { gossip: for_connections.extension(), out, open: Default::default() };
-        // A constant name without '/': adding it cannot fail.
+        // Constant names without '/': adding them cannot fail.
         let _ = teleport.add_extension(gossip::EXTENSION, reported);
+        let _ = teleport.add_extension(blobs::EXTENSION, for_blobs.extension());
     });
+    let mut fetching = match (args.fetch, args.out.clone()) {
+        (Some(hash), Some(path)) => Some(Box::pin(share::fetch(blob_store.clone(), hash, path, out))),
+        _ => None,
+    };
     let mut signal_events = signal.events();
     let swarm = manager.join(topic, topology, Arc::new(protocol)).await.context("joining the swarm")?;
     let mut swarm_events = swarm.events();
     out.event(json!({"event": "ready", "peer": own.to_hex(), "topic": topic.to_hex()}), || {
         format!("peer {own} in swarm {topic}; type lines to send them")
     });
+    if let Some(path) = &args.share {
+        share::share(&blob_store, path, out).await?;
+    }
 
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -275,6 +296,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
                 None => break,
             },
             Some(line) = lines.recv() => print_line(out, &line),
+            done = async { fetching.as_mut().expect("guarded").await }, if fetching.is_some() => {
+                fetching = None;
+                done?;
+            }
             Ok(event) = presence_events.recv() => print_presence(out, event),
             event = signal_events.recv() => match event {
                 Ok(SignalEvent::PeerAvailable { topic: t, peer, .. }) if t == topic => {
