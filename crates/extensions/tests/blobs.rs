@@ -1,5 +1,6 @@
-//! Blob sync between Teleport connections: along a chain of three, and across a link cut in the
-//! middle of a transfer and restored, with every piece received once.
+//! Blob sync between Teleport connections: along a chain of three, across a link cut in the
+//! middle of a transfer and restored, and 100 MiB along a chain of three over TCP whose second
+//! link is cut mid-way and restored, with every piece received once.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use mesh_extensions::blobs::{Blobs, EXTENSION};
 use mesh_keys::PublicKey;
 use mesh_teleport::{Params, Teleport};
+use tokio::net::{TcpListener, TcpStream};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -69,4 +71,50 @@ async fn a_transfer_cut_midway_resumes_and_fetches_no_piece_twice() {
     let blob = tokio::time::timeout(PATIENCE, fetch.finished()).await.unwrap().unwrap();
     assert_eq!(blob.data(), &data[..]);
     assert_eq!(b.stats().received, data.len() as u64, "no piece was fetched twice");
+}
+
+/// Connects two stores over a TCP connection on loopback.
+async fn tcp_link(a: &Blobs, b: &Blobs) -> [Teleport; 2] {
+    let (a_key, b_key) = (PublicKey::random(), PublicKey::random());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (dialled, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let a_end = Teleport::new(dialled.unwrap(), Params::new(true, a_key, b_key));
+    let b_end = Teleport::new(accepted.unwrap().0, Params::new(false, b_key, a_key));
+    a_end.add_extension(EXTENSION, a.extension()).unwrap();
+    b_end.add_extension(EXTENSION, b.extension()).unwrap();
+    [a_end, b_end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_mebibytes_cross_a_tcp_chain_whose_second_link_is_cut_and_restored() {
+    let (a, b, c) = (Blobs::default(), Blobs::default(), Blobs::default());
+    let _ab = tcp_link(&a, &b).await;
+    let bc = tcp_link(&b, &c).await;
+    let data = content(100 << 20, 3);
+    let hash = a.add(data.clone());
+    let far = c.start_fetch(hash);
+    let mut progress = far.progress();
+    let middle = tokio::time::timeout(PATIENCE, b.fetch(hash)).await.unwrap().unwrap();
+    assert_eq!(middle.data(), &data[..]);
+
+    // The far end fetches from the middle peer; its link is cut a third of the way.
+    tokio::time::timeout(PATIENCE, progress.wait_for(|(held, all)| *all > 0 && held * 3 >= *all))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!far_done(&c, &hash), "the cut came before the end");
+    for end in &bc {
+        end.close().await;
+    }
+    drop(bc);
+    let _restored = tcp_link(&b, &c).await;
+    let blob = tokio::time::timeout(PATIENCE, far.finished()).await.unwrap().unwrap();
+    assert_eq!(blob.hash(), hash);
+    assert_eq!(blob.data(), &data[..]);
+    assert_eq!(c.stats().received, data.len() as u64, "no piece reached the far end twice");
+}
+
+fn far_done(blobs: &Blobs, hash: &mesh_extensions::blobs::BlobHash) -> bool {
+    blobs.get(hash).is_some()
 }
