@@ -6,6 +6,9 @@
 //! `cargo bench -p mesh-benches --bench gossip [-- --messages K]` (release). Each mode first sends
 //! a few warm-up messages (tree mode prunes its links into a tree on them); then K messages, each
 //! from the next peer in turn, each posted once every peer delivered the one before.
+//!
+//! Then blob sync: a 256 MiB blob fetched over one Teleport connection on TCP loopback (verified
+//! piece by piece), against the same bytes through a bare TCP connection, in the same run.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -15,19 +18,29 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use mesh::TeleportProtocol;
-use mesh_extensions::gossip::{Gossip, GossipConfig, GossipMode, GossipStats};
+use mesh_extensions::{
+    blobs::{self, Blobs},
+    gossip::{Gossip, GossipConfig, GossipMode, GossipStats},
+};
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::Any;
 use mesh_signal::MemoryNetwork;
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::Mmst};
+use mesh_teleport::{Params, Teleport};
 use mesh_transport::memory::{Conditions, MemoryTransportFactory, Shape};
-use tokio::sync::mpsc;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
 
 const PEERS: usize = 100;
 const MESSAGES: usize = 100;
 const WARM_UP: usize = 5;
 const LINK_LATENCY: Duration = Duration::from_millis(5);
 const PATIENCE: Duration = Duration::from_secs(60);
+/// The blob moved in the throughput figures.
+const BLOB_BYTES: usize = 256 << 20;
 
 struct Peer {
     flood: Gossip,
@@ -84,7 +97,65 @@ async fn run(messages: usize) -> Result<()> {
         ms(tree_p99) / ms(flood_p99),
         tree_dups / flood_dups.max(f64::MIN_POSITIVE)
     );
+    drop(peers);
+    blob_throughput().await
+}
+
+/// Blob sync over TCP loopback against bare TCP, best of three each.
+async fn blob_throughput() -> Result<()> {
+    let data: Vec<u8> =
+        (0..BLOB_BYTES).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1]).collect();
+    let mut raw = Duration::MAX;
+    let mut blob = Duration::MAX;
+    for _ in 0..3 {
+        raw = raw.min(raw_tcp(&data).await?);
+        blob = blob.min(blob_fetch(&data).await?);
+    }
+    let rate = |d: Duration| BLOB_BYTES as f64 / d.as_secs_f64() / 1e6;
+    println!("{:<26} {:>9}", "256 MiB over TCP loopback", "MB/s");
+    println!("{:<26} {:>9.0}", "bare TCP", rate(raw));
+    println!("{:<26} {:>9.0}", "blob sync (verified)", rate(blob));
+    println!("blob sync / bare TCP: {:.2}", rate(blob) / rate(raw));
     Ok(())
+}
+
+async fn tcp_pair() -> Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (dialled, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    Ok((dialled?, accepted?.0))
+}
+
+async fn raw_tcp(data: &[u8]) -> Result<Duration> {
+    let (mut writer, mut reader) = tcp_pair().await?;
+    let started = Instant::now();
+    let payload = data.to_vec();
+    let writing = tokio::spawn(async move { writer.write_all(&payload).await });
+    let mut received = vec![0; data.len()];
+    reader.read_exact(&mut received).await?;
+    writing.await??;
+    Ok(started.elapsed())
+}
+
+async fn blob_fetch(data: &[u8]) -> Result<Duration> {
+    let (holder, fetcher) = (Blobs::default(), Blobs::default());
+    let hash = holder.add(data.to_vec());
+    let (a_io, b_io) = tcp_pair().await?;
+    let (a_key, b_key) = (PublicKey::random(), PublicKey::random());
+    let a = Teleport::new(a_io, Params::new(true, a_key, b_key));
+    let b = Teleport::new(b_io, Params::new(false, b_key, a_key));
+    let started = Instant::now();
+    a.add_extension(blobs::EXTENSION, holder.extension())?;
+    b.add_extension(blobs::EXTENSION, fetcher.extension())?;
+    let blob = tokio::time::timeout(PATIENCE, fetcher.fetch(hash))
+        .await
+        .context("the blob fetch took too long")??;
+    let elapsed = started.elapsed();
+    if blob.len() != data.len() as u64 {
+        bail!("fetched {} bytes of {}", blob.len(), data.len());
+    }
+    a.close().await;
+    Ok(elapsed)
 }
 
 fn flood(peer: &Peer) -> &Gossip {
