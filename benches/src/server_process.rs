@@ -121,7 +121,7 @@ pub fn serve_if_asked() -> Result<bool> {
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     match wire {
         Wire::Mesh => {
-            let config = Config { listen, limits: mesh_limits(), ..Config::default() };
+            let config = Config::default().with_listen(listen).with_limits(mesh_limits());
             let server = runtime.block_on(Server::start(config)).context("starting the mesh server")?;
             println!("listening {} {}", server.local_addr(), server.url());
             wait_for_stdin_close();

@@ -73,7 +73,7 @@ impl Local {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let config = Config { max_message_size: 64 << 10, max_channels: 8, ..Config::default() };
+    let config = Config::default().with_max_message_size(64 << 10).with_max_channels(8);
     let mut muxer = Muxer::new(config);
     let mut local = Local::default();
     let mut now = Instant::now();

@@ -87,7 +87,12 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         ..Limits::default()
     };
     let tls = args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles { cert, key });
-    let config = Config { listen: args.listen, limits, auth: args.auth, tls, public_url: args.public_url };
+    let config = Config::default()
+        .with_listen(args.listen)
+        .with_limits(limits)
+        .with_auth(args.auth)
+        .with_tls(tls)
+        .with_public_url(args.public_url);
     let server = Server::start(config).await.context("starting the signal server")?;
     // The URL on stdout, alone on its line, for scripts that start the server on port 0.
     println!("{}", server.url());

@@ -9,7 +9,7 @@ use mesh_proto::dxos::rpc::response;
 use mesh_signal_server::{AuthPolicy, Config, Limits, RateLimit, StartError};
 
 async fn server(auth: AuthPolicy) -> mesh_signal_server::Server {
-    server_with(Config { auth, ..Config::default() }).await
+    server_with(Config::default().with_auth(auth)).await
 }
 
 fn accepted(response: &mesh_proto::dxos::rpc::Response) -> bool {
@@ -142,7 +142,7 @@ async fn off_policy_refuses_authentication_requests() {
 #[tokio::test]
 async fn a_connection_proves_at_most_the_configured_number_of_keys() {
     let limits = Limits { max_proven_keys_per_connection: 2, ..Limits::default() };
-    let server = server_with(Config { auth: AuthPolicy::Optional, limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_auth(AuthPolicy::Optional).with_limits(limits)).await;
     let (first, second, third) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
     let mut client = RawClient::connect(&server.url()).await;
     assert!(accepted(&client.authenticate(0, &first, &host_of(&server)).await));
@@ -164,8 +164,7 @@ const PUBLIC_AUTHORITY: &str = "signal-b.example:8443";
 const RELAY_AUTHORITY: &str = "signal-a.example";
 
 async fn server_at_public_url() -> mesh_signal_server::Server {
-    let config =
-        Config { auth: AuthPolicy::Required, public_url: Some(PUBLIC_URL.into()), ..Config::default() };
+    let config = Config::default().with_auth(AuthPolicy::Required).with_public_url(Some(PUBLIC_URL.into()));
     server_with(config).await
 }
 
@@ -198,7 +197,7 @@ async fn a_signature_for_the_public_url_is_accepted_whatever_the_host_header() {
 #[tokio::test]
 async fn a_public_url_without_a_host_is_refused_at_start() {
     for url in ["https://signal.example/", "ws:///.well-known/dx/signal", "signal.example"] {
-        let config = Config { public_url: Some(url.into()), ..Config::default() };
+        let config = Config::default().with_public_url(Some(url.into()));
         match mesh_signal_server::Server::start(config).await {
             Err(StartError::PublicUrl(refused)) => assert_eq!(refused, url),
             Err(other) => panic!("{url}: unexpected error {other}"),
@@ -215,7 +214,7 @@ async fn a_claim_reaches_a_session_whose_queue_is_full() {
         write_timeout: std::time::Duration::from_secs(3600),
         ..Limits::default()
     };
-    let server = server_with(Config { auth: AuthPolicy::Optional, limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_auth(AuthPolicy::Optional).with_limits(limits)).await;
     let (owner, topic) = (Keypair::generate(), key());
     // An impostor joins and reads as the owner's key, then stops reading while its inbox floods.
     let mut impostor = RawClient::connect_with_small_window(&server.url()).await;

@@ -89,7 +89,7 @@ async fn reused_stream_id_is_refused() {
 #[tokio::test]
 async fn oversized_frame_closes_only_that_connection() {
     let limits = Limits { max_frame_size: 1024, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut bad = RawClient::connect(&server.url()).await;
     bad.send_bytes(vec![0; 4096]).await;
     bad.expect_closed().await;
@@ -122,7 +122,7 @@ async fn ping_text_frames_are_ignored() {
 #[tokio::test]
 async fn requests_beyond_the_rate_limit_get_rate_limit_exceeded() {
     let limits = Limits { rate_limit: RateLimit { per_second: 0.001, burst: 3 }, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut client = RawClient::connect(&server.url()).await;
     for id in 0..3 {
         client.send_message(id, key(), key(), b"").await;
@@ -138,7 +138,7 @@ async fn requests_beyond_the_rate_limit_get_rate_limit_exceeded() {
 #[tokio::test]
 async fn joins_beyond_the_limit_are_refused() {
     let limits = Limits { max_joins_per_connection: 2, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut client = RawClient::connect(&server.url()).await;
     for id in 0..2 {
         client.join(id, key(), key()).await;
@@ -155,7 +155,7 @@ async fn joins_beyond_the_limit_are_refused() {
 #[tokio::test]
 async fn connections_beyond_the_limit_get_503() {
     let limits = Limits { max_connections: 2, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let _a = RawClient::connect(&server.url()).await;
     let _b = RawClient::connect(&server.url()).await;
     let refused = tokio_tungstenite::connect_async(server.url()).await.expect_err("third connection refused");
@@ -169,7 +169,7 @@ async fn connections_beyond_the_limit_get_503() {
 #[tokio::test]
 async fn idle_connections_are_closed_and_leave_their_topics() {
     let limits = Limits { idle_timeout: Duration::from_millis(200), ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut idle = RawClient::connect(&server.url()).await;
     idle.join(0, key(), key()).await;
     idle.expect_ready(0).await;
@@ -182,7 +182,7 @@ async fn idle_connections_are_closed_and_leave_their_topics() {
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_stall_others() {
     let limits = Limits { send_queue: 8, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let (sender, sleepy) = (key(), key());
     let mut stalled = RawClient::connect(&server.url()).await;
     stalled.receive(0, sleepy).await;
@@ -202,7 +202,7 @@ async fn a_client_that_stops_reading_does_not_stall_others() {
 #[tokio::test]
 async fn open_handshakes_are_rate_limited_like_requests() {
     let limits = Limits { rate_limit: RateLimit { per_second: 0.001, burst: 3 }, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut client = RawClient::connect(&server.url()).await;
     for _ in 0..1_000 {
         client.open().await;
@@ -224,7 +224,7 @@ async fn open_handshakes_are_rate_limited_like_requests() {
 #[tokio::test]
 async fn stream_closes_take_from_the_rate_limit() {
     let limits = Limits { rate_limit: RateLimit { per_second: 0.001, burst: 3 }, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut client = RawClient::connect(&server.url()).await;
     for id in 100..103 {
         client.close_stream(id).await;
@@ -236,7 +236,7 @@ async fn stream_closes_take_from_the_rate_limit() {
 #[tokio::test]
 async fn closing_an_open_stream_works_even_beyond_the_rate_limit() {
     let limits = Limits { rate_limit: RateLimit { per_second: 0.001, burst: 2 }, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let (topic, alice, bob) = (key(), key(), key());
     let mut watcher = RawClient::connect(&server.url()).await;
     watcher.join(0, topic, alice).await;

@@ -53,7 +53,7 @@ async fn metrics_count_connections_topics_members_and_relays() {
 #[tokio::test]
 async fn shutdown_does_not_wait_for_a_request_that_never_ends() {
     let limits = Limits { handshake_timeout: Duration::from_secs(3600), ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut stuck = tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect");
     stuck.write_all(b"GET /.well-known/dx/signal HTTP/1.1\r\n").await.expect("write");
     // The server accepts in order, so answering a later request means it took the stuck one.
@@ -67,7 +67,7 @@ async fn sockets_beyond_the_handshake_limit_are_closed_at_once() {
     use tokio::io::AsyncReadExt;
     let limits =
         Limits { max_handshakes: 2, handshake_timeout: Duration::from_secs(3600), ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     // Two clients connect and never send a request: they hold both places.
     let _silent = [
         tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect"),

@@ -168,7 +168,7 @@ async fn a_member_with_a_tiny_queue_survives_a_burst_of_joins() {
         join_rate_per_connection: unlimited,
         ..Limits::default()
     };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let topic = key();
     let mut tasks = JoinSet::new();
     let me = key();
@@ -187,7 +187,7 @@ async fn a_member_with_a_tiny_queue_survives_a_burst_of_joins() {
 async fn joins_beyond_a_topics_join_rate_are_refused_from_any_connection() {
     let limits =
         Limits { join_rate_per_topic: RateLimit { per_second: 0.001, burst: 2 }, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let (busy, quiet) = (key(), key());
     let mut members = Vec::new();
     for _ in 0..2 {
@@ -209,7 +209,7 @@ async fn joins_beyond_a_topics_join_rate_are_refused_from_any_connection() {
 async fn joins_beyond_a_connections_join_rate_are_refused() {
     let limits =
         Limits { join_rate_per_connection: RateLimit { per_second: 0.001, burst: 2 }, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let mut client = RawClient::connect(&server.url()).await;
     for id in 0..2 {
         client.join(id, key(), key()).await;
@@ -229,7 +229,7 @@ async fn joins_beyond_a_connections_join_rate_are_refused() {
 #[tokio::test]
 async fn joins_beyond_the_topic_member_limit_are_refused_until_one_leaves() {
     let limits = Limits { max_topic_members: 2, ..Limits::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let topic = key();
     let mut client = RawClient::connect(&server.url()).await;
     let alice = key();

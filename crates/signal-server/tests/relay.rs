@@ -120,7 +120,7 @@ async fn two_hundred_clients_in_one_topic_all_see_each_other() {
 #[tokio::test]
 async fn inboxes_beyond_the_limit_per_key_are_refused() {
     let limits = mesh_signal_server::Limits { max_inboxes_per_peer: 2, ..Default::default() };
-    let server = server_with(Config { limits, ..Config::default() }).await;
+    let server = server_with(Config::default().with_limits(limits)).await;
     let bob = key();
     let mut inboxes = Vec::new();
     for _ in 0..2 {

@@ -49,7 +49,7 @@ async fn flood(server: &Server, recipients: &[PublicKey], done: impl Fn(&Server)
 
 #[tokio::test]
 async fn clients_that_stop_reading_are_closed_after_the_write_timeout() {
-    let config = Config { limits: limits(Duration::from_millis(500)), ..Config::default() };
+    let config = Config::default().with_limits(limits(Duration::from_millis(500)));
     let server = server_with(config).await;
     let mut clients = Vec::new();
     let mut peers = Vec::new();
@@ -70,7 +70,7 @@ async fn clients_that_stop_reading_are_closed_after_the_write_timeout() {
 /// A server with a write stuck on a client that stopped reading, whose write timeout (an hour)
 /// is far longer than any test waits; returns the server and the clients keeping it stuck.
 async fn server_stuck_writing() -> (Server, RawClient, RawClient) {
-    let config = Config { limits: limits(Duration::from_secs(3600)), ..Config::default() };
+    let config = Config::default().with_limits(limits(Duration::from_secs(3600)));
     let server = server_with(config).await;
     let (client, peer) = stalled(&server).await;
     // Once messages are dropped, the connection's queue is full: its task is stuck writing.

@@ -63,14 +63,10 @@ async fn an_authenticated_client_joins_a_server_that_requires_it() {
     use mesh_signal::ClientConfig;
     use mesh_signal_server::{AuthPolicy, Config};
 
-    let server = server_with(Config { auth: AuthPolicy::Required, ..Config::default() }).await;
+    let server = server_with(Config::default().with_auth(AuthPolicy::Required)).await;
     let (alice, bob, topic) = (Keypair::generate(), Keypair::generate(), topic());
     let connect = |identity: &Keypair| {
-        Client::with_config(ClientConfig {
-            identities: vec![identity.clone()],
-            ..ClientConfig::new(server.url())
-        })
-        .unwrap()
+        Client::with_config(ClientConfig::new(server.url()).with_identity(identity.clone())).unwrap()
     };
     let (a, b) = (connect(&alice), connect(&bob));
     let mut a_events = a.events();
@@ -108,7 +104,7 @@ async fn a_send_made_before_the_proof_waits_for_it_where_authentication_is_requi
     use mesh_signal::ClientConfig;
     use mesh_signal_server::{AuthPolicy, Config};
 
-    let server = server_with(Config { auth: AuthPolicy::Required, ..Config::default() }).await;
+    let server = server_with(Config::default().with_auth(AuthPolicy::Required)).await;
     let alice = Keypair::generate();
     let a = Client::with_config(ClientConfig::new(server.url()).with_identity(alice.clone())).unwrap();
     // Queued before the connection exists: it must not reach the server ahead of the proof.

@@ -61,7 +61,7 @@ async fn clients_rejoin_after_the_server_restarts_on_the_same_port() {
 
     // Kill the server: every connection drops at once, without a close handshake.
     first.abort().await;
-    let _second = server_with(Config { listen, ..Config::default() }).await;
+    let _second = server_with(Config::default().with_listen(listen)).await;
 
     // Both clients reconnect and rejoin by themselves: each sees the other again.
     wait_available(&mut rust.events, topic, dxos.key).await;
@@ -76,10 +76,10 @@ async fn clients_rejoin_after_the_server_restarts_on_the_same_port() {
 
 #[tokio::test]
 async fn dxos_clients_keep_working_beside_authenticated_rust_peers_in_optional_mode() {
-    let server = server_with(Config { auth: AuthPolicy::Optional, ..Config::default() }).await;
+    let server = server_with(Config::default().with_auth(AuthPolicy::Optional)).await;
     let (topic, identity) = (topic(), Keypair::generate());
     let key = identity.public();
-    let config = ClientConfig { identities: vec![identity], ..ClientConfig::new(server.url()) };
+    let config = ClientConfig::new(server.url()).with_identity(identity);
     let mut rust = RustPeer::join(config, key, topic).await;
     let mut dxos = DxosPeer::spawn(&[server.url()]).await;
     dxos.join(topic).await;

@@ -117,11 +117,9 @@ async fn a_quiet_connection_to_a_live_server_stays_up() {
     // Heartbeats far shorter than the default, so several read deadlines pass in a short test;
     // the deadline is still many round trips long, so a loaded machine does not trip it.
     let server = server().await;
-    let config = mesh_signal::ClientConfig {
-        heartbeat_interval: Duration::from_millis(100),
-        read_timeout: Duration::from_secs(2),
-        ..mesh_signal::ClientConfig::new(server.url())
-    };
+    let config = mesh_signal::ClientConfig::new(server.url())
+        .with_heartbeat_interval(Duration::from_millis(100))
+        .with_read_timeout(Duration::from_secs(2));
     let client = Client::with_config(config).unwrap();
     let mut events = client.events();
     wait_for(&mut events, |event| {

@@ -36,7 +36,7 @@ async fn a_peer_that_left_while_the_server_restarted_is_reported_left() {
     first.abort().await;
     drop(b);
     wait_closed(&mut b_events).await;
-    let _second = server_with(Config { listen, ..Config::default() }).await;
+    let _second = server_with(Config::default().with_listen(listen)).await;
 
     // Bob is reported gone rather than kept as a ghost; carol, still there, is announced again.
     wait_left(&mut a_events, topic, bob).await;
@@ -48,7 +48,7 @@ async fn a_peer_that_left_while_the_server_restarted_is_reported_left() {
 async fn members_lets_a_consumer_that_lagged_resynchronise() {
     let server = server().await;
     let topic = topic();
-    let config = ClientConfig { event_capacity: 2, ..ClientConfig::new(server.url()) };
+    let config = ClientConfig::new(server.url()).with_event_capacity(2);
     let a = Client::with_config(config).unwrap();
     let mut lagging = a.events();
     a.join(topic, peer()).await.unwrap();

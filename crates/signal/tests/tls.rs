@@ -34,15 +34,12 @@ fn certificate(name: &str) -> (Files, TlsFiles) {
 #[tokio::test]
 async fn clients_meet_over_wss_with_an_extra_ca() {
     let (files, tls) = certificate("meet");
-    let server = server_with(Config { tls: Some(tls), ..Config::default() }).await;
+    let server = server_with(Config::default().with_tls(Some(tls))).await;
     assert!(server.url().starts_with("wss://127.0.0.1:"));
     let (alice, bob, topic) = (peer(), peer(), topic());
     let connect = || {
-        Client::with_config(ClientConfig {
-            extra_ca_pem: Some(files.ca_pem.clone()),
-            ..ClientConfig::new(server.url())
-        })
-        .unwrap()
+        Client::with_config(ClientConfig::new(server.url()).with_extra_ca_pem(Some(files.ca_pem.clone())))
+            .unwrap()
     };
     let (a, b) = (connect(), connect());
     let mut b_events = b.events();
@@ -57,11 +54,11 @@ async fn clients_meet_over_wss_with_an_extra_ca() {
 #[tokio::test]
 async fn an_untrusted_certificate_never_connects() {
     let (_files, tls) = certificate("untrusted");
-    let server = server_with(Config { tls: Some(tls), ..Config::default() }).await;
-    let client = Client::with_config(ClientConfig {
-        timeouts: mesh_signal::Timeouts { send: std::time::Duration::from_millis(500), ..Default::default() },
-        ..ClientConfig::new(server.url())
-    })
+    let server = server_with(Config::default().with_tls(Some(tls))).await;
+    let client = Client::with_config(ClientConfig::new(server.url()).with_timeouts(mesh_signal::Timeouts {
+        send: std::time::Duration::from_millis(500),
+        ..Default::default()
+    }))
     .unwrap();
     // Without the CA the handshake fails every time, so a send waits for a connection in vain.
     let result = client.send(message(peer(), peer(), "never")).await;
@@ -71,8 +68,7 @@ async fn an_untrusted_certificate_never_connects() {
 
 #[test]
 fn a_bad_extra_ca_is_a_clear_error() {
-    let config =
-        ClientConfig { extra_ca_pem: Some(b"not a certificate".to_vec()), ..ClientConfig::new("wss://x") };
+    let config = ClientConfig::new("wss://x").with_extra_ca_pem(Some(b"not a certificate".to_vec()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let _guard = runtime.enter();
     let err = Client::with_config(config).unwrap_err();

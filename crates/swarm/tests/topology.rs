@@ -453,7 +453,7 @@ fn mmst_above_max_disconnects_the_farthest() {
     let connected = vec![key(0x0f), key(0x11), key(0x12), key(0x30), key(0xf0)];
     let state = SwarmState { own, connected: connected.clone(), candidates: vec![], all: connected };
     for keep_ring in [true, false] {
-        let mut mmst = Mmst::with_config(MmstConfig { keep_ring, ..MmstConfig::default() }, 1);
+        let mut mmst = Mmst::with_config(MmstConfig::default().with_keep_ring(keep_ring), 1);
         assert_eq!(mmst.update(Instant::now(), &state), vec![Action::Disconnect(key(0xf0))]);
     }
 }
@@ -507,7 +507,7 @@ fn mmst_handles_an_empty_or_inconsistent_state() {
         assert_ne!(action, Action::Connect(own));
         assert_ne!(action, Action::Disconnect(own));
     }
-    let config = MmstConfig { originate: 0, max_peers: 0, sample_size: 0, ..MmstConfig::default() };
+    let config = MmstConfig::default().with_originate(0).with_max_peers(0).with_sample_size(0);
     let mut degenerate = Mmst::with_config(config, 1);
     let _ = degenerate.update(now, &odd);
     let _ = degenerate.on_offer(now, &odd, key(5));
@@ -516,7 +516,7 @@ fn mmst_handles_an_empty_or_inconsistent_state() {
 #[test]
 fn plain_dxos_rules_can_partition() {
     // DXOS's rules alone (no ring): count the 200-peer runs that end split into islands.
-    let plain = MmstConfig { keep_ring: false, ..MmstConfig::default() };
+    let plain = MmstConfig::default().with_keep_ring(false);
     let mut split = 0;
     for seed in 0..10 {
         let mut sim = Sim::mmst(200, seed, plain);

@@ -49,6 +49,7 @@ pub struct ChannelId(pub u32);
 
 /// Limits and timings of a [`Muxer`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The largest message (a channel write, or a reassembled incoming command) in bytes.
     pub max_message_size: usize,
@@ -84,6 +85,38 @@ impl Default for Config {
             receive_budget: 16 << 20,
             reassembly_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_message_size`].
+    pub fn with_max_message_size(mut self, size: usize) -> Self {
+        self.max_message_size = size;
+        self
+    }
+
+    /// Sets [`Config::channel_send_buffer`].
+    pub fn with_channel_send_buffer(mut self, bytes: usize) -> Self {
+        self.channel_send_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_channels`].
+    pub fn with_max_channels(mut self, max: usize) -> Self {
+        self.max_channels = max;
+        self
+    }
+
+    /// Sets [`Config::channel_recv_buffer`].
+    pub fn with_channel_recv_buffer(mut self, bytes: usize) -> Self {
+        self.channel_recv_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Config::receive_budget`].
+    pub fn with_receive_budget(mut self, bytes: usize) -> Self {
+        self.receive_budget = bytes;
+        self
     }
 }
 

@@ -32,6 +32,7 @@ use crate::error::RpcError;
 
 /// Timings and limits of an [`RpcPeer`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RpcConfig {
     /// How long a call waits for its answer (DXOS's default: 3 s).
     pub call_timeout: Duration,
@@ -54,6 +55,14 @@ impl Default for RpcConfig {
             max_in_flight: 1024,
             max_concurrent_handlers: 64,
         }
+    }
+}
+
+impl RpcConfig {
+    /// Sets [`RpcConfig::call_timeout`].
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
     }
 }
 

@@ -124,7 +124,7 @@ fn data_for_an_unknown_channel_is_dropped() {
 
 #[test]
 fn a_full_send_buffer_refuses_then_reports_writable() {
-    let config = Config { channel_send_buffer: 64 << 10, ..Config::default() };
+    let config = Config::default().with_channel_send_buffer(64 << 10);
     let mut pair = Pair::new(config);
     let a = pair.a.open_channel("x/bulk", None).unwrap();
     pair.b.open_channel("x/bulk", None).unwrap();
@@ -145,7 +145,7 @@ fn a_full_send_buffer_refuses_then_reports_writable() {
 
 #[test]
 fn one_busy_channel_does_not_starve_another() {
-    let config = Config { channel_send_buffer: 1 << 20, ..Config::default() };
+    let config = Config::default().with_channel_send_buffer(1 << 20);
     let mut pair = Pair::new(config);
     let busy = pair.a.open_channel("x/busy", None).unwrap();
     let quiet = pair.a.open_channel("x/quiet", None).unwrap();
@@ -167,7 +167,7 @@ fn one_busy_channel_does_not_starve_another() {
 
 #[test]
 fn oversized_send_is_refused() {
-    let mut muxer = Muxer::new(Config { max_message_size: 1000, ..Config::default() });
+    let mut muxer = Muxer::new(Config::default().with_max_message_size(1000));
     let ch = muxer.open_channel("x/y", None).unwrap();
     assert_eq!(
         muxer.send(ch, Bytes::from(vec![0; 1001])),
@@ -279,7 +279,7 @@ mod properties {
         /// Random bytes never panic the core; anything it reports is a typed close.
         #[test]
         fn random_input_never_panics(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20)) {
-            let mut muxer = Muxer::new(Config { max_message_size: 10_000, ..Config::default() });
+            let mut muxer = Muxer::new(Config::default().with_max_message_size(10_000));
             muxer.open_channel("x/y", None).unwrap();
             for chunk in chunks {
                 muxer.handle_input(Instant::now(), &chunk);
@@ -298,7 +298,7 @@ mod properties {
             messages in proptest::collection::vec((0usize..3, proptest::collection::vec(any::<u8>(), 0..20_000)), 1..10),
             batch in 1usize..100_000,
         ) {
-            let config = Config { channel_send_buffer: 1 << 30, ..Config::default() };
+            let config = Config::default().with_channel_send_buffer(1 << 30);
             let (mut flat, mut vectored) = (Muxer::new(config.clone()), Muxer::new(config));
             let mut remote = Muxer::new(Config::default());
             let tags = ["v/0", "v/1", "v/2"];
@@ -348,7 +348,7 @@ mod properties {
             messages in proptest::collection::vec((0usize..4, proptest::collection::vec(any::<u8>(), 0..30_000)), 1..12),
             cuts in proptest::collection::vec(1usize..20_000, 1..40),
         ) {
-            let mut a = Muxer::new(Config { channel_send_buffer: 1 << 30, ..Config::default() });
+            let mut a = Muxer::new(Config::default().with_channel_send_buffer(1 << 30));
             let mut b = Muxer::new(Config::default());
             let now = Instant::now();
             let tags = ["p/0", "p/1", "p/2", "p/3"];

@@ -189,7 +189,7 @@ proptest! {
         cuts_b in vec(any::<usize>(), 0..16),
     ) {
         // Small limits, so that the stream reaches them.
-        let config = Config { max_message_size: 256, max_channels: 4, ..Config::default() };
+        let config = Config::default().with_max_message_size(256).with_max_channels(4);
         check(&input, &cuts_a, &cuts_b, &config)?;
     }
 }

@@ -159,12 +159,10 @@ fn a_pause_for_unread_data_is_not_the_remotes_lack_of_progress_and_cannot_deadlo
 fn a_largest_message_interleaved_with_a_lagging_channel_arrives_at_the_smallest_budget() {
     // The smallest budget there is: the largest message plus as much unread data on a channel whose
     // reader only catches up when the input pauses.
-    let config = Config {
-        max_message_size: 256 << 10,
-        receive_budget: 0,
-        channel_recv_buffer: usize::MAX,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .with_max_message_size(256 << 10)
+        .with_receive_budget(0)
+        .with_channel_recv_buffer(usize::MAX);
     let mut muxer = Muxer::new(config);
     let lagging = muxer.open_channel("x/lagging", None).unwrap();
     let large = muxer.open_channel("x/large", None).unwrap();

@@ -87,7 +87,7 @@ async fn extension_opens_only_when_both_sides_added_it() {
 #[tokio::test]
 async fn disconnect_mid_call_fails_the_call() {
     let (a, b) = pair();
-    let config = RpcConfig { call_timeout: Duration::from_secs(600), ..RpcConfig::default() };
+    let config = RpcConfig::default().with_call_timeout(Duration::from_secs(600));
     let (opened_a, _opened_b) = open_test_extension(&a, &b, config).await;
     let call = tokio::spawn(async move { opened_a.rpc.call_typed::<(), ()>(HANG_CALL, &()).await });
     tokio::task::yield_now().await;
@@ -304,7 +304,7 @@ impl Extension for Hanging {
                 std::future::pending::<Result<(), RpcError>>().await
             }
         });
-        let config = RpcConfig { call_timeout: Duration::from_secs(600), ..RpcConfig::default() };
+        let config = RpcConfig::default().with_call_timeout(Duration::from_secs(600));
         let rpc = RpcPeer::new(ctx.create_port("rpc", Some(RPC_CONTENT_TYPE))?, router, config);
         rpc.open().await?;
         let _ = self.opened.send(rpc).await;

@@ -55,7 +55,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         ..defaults
     };
     let server =
-        Server::start(Config { limits, ..Config::default() }).await.context("starting the signal server")?;
+        Server::start(Config::default().with_limits(limits)).await.context("starting the signal server")?;
     println!("signal server   {}", server.url());
     let shared: Arc<dyn TransportFactory> = match args.transport {
         // Everything is on loopback: one socket each, no interface scan.

@@ -20,6 +20,7 @@ const COMMAND_QUEUE: usize = 256;
 
 /// How a [`Client`] connects and how patient it is.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// `ws://` or `wss://` URL of the signal endpoint, e.g. `ws://127.0.0.1:4000/.well-known/dx/signal`.
     pub url: String,
@@ -82,6 +83,36 @@ impl ClientConfig {
     /// The same settings with `identity` among the keys proven to the server.
     pub fn with_identity(mut self, identity: Keypair) -> Self {
         self.identities.push(identity);
+        self
+    }
+
+    /// Sets [`ClientConfig::extra_ca_pem`].
+    pub fn with_extra_ca_pem(mut self, pem: Option<Vec<u8>>) -> Self {
+        self.extra_ca_pem = pem;
+        self
+    }
+
+    /// Sets [`ClientConfig::timeouts`].
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets [`ClientConfig::heartbeat_interval`].
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Sets [`ClientConfig::read_timeout`].
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientConfig::event_capacity`].
+    pub fn with_event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
         self
     }
 }

@@ -26,6 +26,7 @@ use crate::{SignalError, SignalMessage};
 
 /// Timing and memory bounds of the messenger.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct MessengerConfig {
     /// Delay before the first resend; it doubles after each.
     pub retry_initial: Duration,
@@ -58,6 +59,32 @@ impl Default for MessengerConfig {
             max_unsettled: 1024,
             max_queued_transmissions: 4096,
         }
+    }
+}
+
+impl MessengerConfig {
+    /// Sets [`MessengerConfig::retry_initial`].
+    pub fn with_retry_initial(mut self, delay: Duration) -> Self {
+        self.retry_initial = delay;
+        self
+    }
+
+    /// Sets [`MessengerConfig::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`MessengerConfig::max_unsettled`].
+    pub fn with_max_unsettled(mut self, max: usize) -> Self {
+        self.max_unsettled = max;
+        self
+    }
+
+    /// Sets [`MessengerConfig::max_queued_transmissions`].
+    pub fn with_max_queued_transmissions(mut self, max: usize) -> Self {
+        self.max_queued_transmissions = max;
+        self
     }
 }
 

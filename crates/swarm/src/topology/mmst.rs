@@ -63,6 +63,7 @@ use super::{Action, SwarmState, Topology, rate_limit::RateLimit, ring, xor};
 
 /// The parameters of [`Mmst`]; [`Default`] gives DXOS's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MmstConfig {
     /// Connections a peer originates on its own (DXOS: 2). With the ring, these are the ring
     /// successor (always, even if this is 0) and `originate - 1` sampled chords.
@@ -88,6 +89,32 @@ impl Default for MmstConfig {
             change_interval: Duration::from_secs(10),
             keep_ring: true,
         }
+    }
+}
+
+impl MmstConfig {
+    /// Sets [`MmstConfig::originate`].
+    pub fn with_originate(mut self, count: usize) -> Self {
+        self.originate = count;
+        self
+    }
+
+    /// Sets [`MmstConfig::max_peers`].
+    pub fn with_max_peers(mut self, max: usize) -> Self {
+        self.max_peers = max;
+        self
+    }
+
+    /// Sets [`MmstConfig::sample_size`].
+    pub fn with_sample_size(mut self, size: usize) -> Self {
+        self.sample_size = size;
+        self
+    }
+
+    /// Sets [`MmstConfig::keep_ring`].
+    pub fn with_keep_ring(mut self, keep: bool) -> Self {
+        self.keep_ring = keep;
+        self
     }
 }
 
