@@ -51,10 +51,14 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match cli.command {
+    let result = match cli.command {
         Command::Signal(args) => runtime.block_on(signal::run(args)),
         Command::Keygen(args) => keygen::run(args),
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Peer(args) => runtime.block_on(peer::run(args)),
-    }
+    };
+    // Without waiting for blocking reads (stdin) that will never finish: a peer that fails exits
+    // at once instead of when its input closes.
+    runtime.shutdown_background();
+    result
 }

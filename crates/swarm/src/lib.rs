@@ -14,6 +14,8 @@ mod event;
 mod limiter;
 mod network;
 mod protocol;
+/// The virtual-time network `cargo xtask simulate` runs swarms on (feature `sim`).
+#[cfg(feature = "sim")]
 pub mod sim;
 mod swarm;
 pub mod topology;

@@ -72,6 +72,9 @@ mod driver;
 mod error;
 mod extension;
 pub mod framer;
+/// A test extension for interop tests and benchmarks (feature `testing`; not a stable API).
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod hello;
 pub mod muxer;
 pub mod payload;

@@ -51,9 +51,14 @@ pub(super) async fn fetch(blobs: Blobs, hash: BlobHash, path: PathBuf, out: Out)
             }
         }
     };
+    // The progress ends when the fetch does; the fetch's own result is what counts.
+    let reporting = async {
+        reporting.await;
+        std::future::pending::<()>().await;
+    };
     let blob = tokio::select! {
         blob = fetch.finished() => blob.context("fetching the blob")?,
-        () = reporting => anyhow::bail!("the fetch ended without a blob"),
+        () = reporting => unreachable!("reporting never ends"),
     };
     if let Some(bar) = &bar {
         bar.finish_and_clear();

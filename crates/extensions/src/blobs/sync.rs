@@ -450,6 +450,8 @@ impl Extension for BlobsExtension {
         );
         let session = ctx.session();
         let (outbox, mut outgoing) = mpsc::channel::<BlobMessage>(OUTBOX);
+        // In place before the first message is read: the remote's `Have`s may come at once.
+        self.shared.connect(session, outbox);
         let writer = port.clone();
         let writing = tokio::spawn(async move {
             while let Some(message) = outgoing.recv().await {
@@ -468,7 +470,6 @@ impl Extension for BlobsExtension {
                 }
             }
         });
-        self.shared.connect(session, outbox);
         let open = Open {
             session,
             _writing: AbortOnDropHandle::new(writing),

@@ -88,6 +88,9 @@ impl Extension for TreeExtension {
         let port = Arc::new(ctx.create_port("control", Some(CONTENT_TYPE))?);
         let session = ctx.session();
         let (control, mut outgoing) = mpsc::channel::<GossipControl>(CONTROL_QUEUE);
+        // In place before the first control message is read.
+        self.shared.lock().trees.insert(session, TreeLink { control, eager: true });
+        self.shared.start_grafting();
         let writer = port.clone();
         let writing = tokio::spawn(async move {
             while let Some(message) = outgoing.recv().await {
@@ -106,8 +109,6 @@ impl Extension for TreeExtension {
                 }
             }
         });
-        self.shared.lock().trees.insert(session, TreeLink { control, eager: true });
-        self.shared.start_grafting();
         let open = Open {
             session,
             _writing: AbortOnDropHandle::new(writing),
