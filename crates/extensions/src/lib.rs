@@ -14,4 +14,5 @@
 
 pub mod blobs;
 pub mod gossip;
+mod message_port;
 pub mod presence;

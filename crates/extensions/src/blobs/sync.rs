@@ -15,14 +15,12 @@ use std::{
 
 use async_trait::async_trait;
 use mesh_keys::PublicKey;
-use mesh_proto::{
-    Message,
-    mesh::v1::{BlobData, BlobHave, BlobMessage, BlobRefused, BlobWant, blob_message::Kind},
-};
+use mesh_proto::mesh::v1::{BlobData, BlobHave, BlobMessage, BlobRefused, BlobWant, blob_message::Kind};
 use mesh_teleport::{Extension, ExtensionContext, ExtensionError};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
+
+use crate::message_port::MessagePort;
 
 use super::{
     Blob, BlobHash, ChunkRanges, Fetch, REQUEST_CHUNKS, WINDOW_CHUNKS, ranges_from_wire, ranges_to_wire,
@@ -32,6 +30,8 @@ use super::{
 pub const EXTENSION: &str = "mesh.blobs";
 /// Messages waiting to be sent per connection.
 const OUTBOX: usize = 64;
+/// The port's content type.
+const CONTENT_TYPE: &str = "application/x-protobuf; messageType=\"mesh.v1.BlobMessage\"";
 /// Blobs announced to one connection at most, and remembered per connection.
 const MAX_HAVES: usize = 4096;
 
@@ -423,8 +423,7 @@ pub struct BlobsExtension {
 #[derive(Debug)]
 struct Open {
     session: PublicKey,
-    _writing: AbortOnDropHandle<()>,
-    _reading: AbortOnDropHandle<()>,
+    _port: MessagePort,
 }
 
 impl BlobsExtension {
@@ -445,36 +444,18 @@ impl Drop for BlobsExtension {
 #[async_trait]
 impl Extension for BlobsExtension {
     async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
-        let port = Arc::new(
-            ctx.create_port("blobs", Some("application/x-protobuf; messageType=\"mesh.v1.BlobMessage\""))?,
-        );
+        let port = ctx.create_port("blobs", Some(CONTENT_TYPE))?;
         let session = ctx.session();
-        let (outbox, mut outgoing) = mpsc::channel::<BlobMessage>(OUTBOX);
+        let (outbox, outgoing) = mpsc::channel::<BlobMessage>(OUTBOX);
         // In place before the first message is read: the remote's `Have`s may come at once.
         self.shared.connect(session, outbox);
-        let writer = port.clone();
-        let writing = tokio::spawn(async move {
-            while let Some(message) = outgoing.recv().await {
-                if writer.send(message.encode_to_vec().into()).await.is_err() {
-                    return;
-                }
-            }
-        });
         let shared = Arc::downgrade(&self.shared);
-        let reading = tokio::spawn(async move {
-            while let Some(bytes) = port.recv().await {
-                let Some(shared) = shared.upgrade() else { return };
-                match BlobMessage::decode(bytes) {
-                    Ok(message) => shared.receive(session, message),
-                    Err(err) => debug!(%err, "undecodable blob message"),
-                }
-            }
+        let port = MessagePort::run(port, outgoing, move |message: BlobMessage| {
+            let Some(shared) = shared.upgrade() else { return false };
+            shared.receive(session, message);
+            true
         });
-        let open = Open {
-            session,
-            _writing: AbortOnDropHandle::new(writing),
-            _reading: AbortOnDropHandle::new(reading),
-        };
+        let open = Open { session, _port: port };
         *self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(open);
         Ok(())
     }

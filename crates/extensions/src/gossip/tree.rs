@@ -9,16 +9,13 @@ use std::{
 
 use async_trait::async_trait;
 use mesh_keys::PublicKey;
-use mesh_proto::{
-    Message,
-    mesh::v1::{GossipControl, Graft, IHave, Prune, gossip_control::Kind},
-};
+use mesh_proto::mesh::v1::{GossipControl, Graft, IHave, Prune, gossip_control::Kind};
 use mesh_teleport::{Extension, ExtensionContext, ExtensionError};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::task::AbortOnDropHandle;
-use tracing::debug;
 
 use super::{Shared, State, TreeLink};
+use crate::message_port::MessagePort;
 
 /// The control port's content type.
 const CONTENT_TYPE: &str = "application/x-protobuf; messageType=\"mesh.v1.GossipControl\"";
@@ -58,8 +55,7 @@ pub struct TreeExtension {
 #[derive(Debug)]
 struct Open {
     session: PublicKey,
-    _writing: AbortOnDropHandle<()>,
-    _reading: AbortOnDropHandle<()>,
+    _port: MessagePort,
 }
 
 impl TreeExtension {
@@ -85,35 +81,19 @@ impl Drop for TreeExtension {
 #[async_trait]
 impl Extension for TreeExtension {
     async fn on_open(&self, ctx: ExtensionContext) -> Result<(), ExtensionError> {
-        let port = Arc::new(ctx.create_port("control", Some(CONTENT_TYPE))?);
+        let port = ctx.create_port("control", Some(CONTENT_TYPE))?;
         let session = ctx.session();
-        let (control, mut outgoing) = mpsc::channel::<GossipControl>(CONTROL_QUEUE);
+        let (control, outgoing) = mpsc::channel::<GossipControl>(CONTROL_QUEUE);
         // In place before the first control message is read.
         self.shared.lock().trees.insert(session, TreeLink { control, eager: true });
         self.shared.start_grafting();
-        let writer = port.clone();
-        let writing = tokio::spawn(async move {
-            while let Some(message) = outgoing.recv().await {
-                if writer.send(message.encode_to_vec().into()).await.is_err() {
-                    return;
-                }
-            }
-        });
         let shared = Arc::downgrade(&self.shared);
-        let reading = tokio::spawn(async move {
-            while let Some(bytes) = port.recv().await {
-                let Some(shared) = shared.upgrade() else { return };
-                match GossipControl::decode(bytes) {
-                    Ok(message) => shared.control(session, message),
-                    Err(err) => debug!(%err, "undecodable gossip control message"),
-                }
-            }
+        let port = MessagePort::run(port, outgoing, move |message: GossipControl| {
+            let Some(shared) = shared.upgrade() else { return false };
+            shared.control(session, message);
+            true
         });
-        let open = Open {
-            session,
-            _writing: AbortOnDropHandle::new(writing),
-            _reading: AbortOnDropHandle::new(reading),
-        };
+        let open = Open { session, _port: port };
         *self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(open);
         Ok(())
     }
