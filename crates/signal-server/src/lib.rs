@@ -15,7 +15,7 @@
 //! use mesh_signal_server::{Config, Server};
 //!
 //! # async fn run() -> Result<(), mesh_signal_server::StartError> {
-//! let server = Server::start(Config { listen: "127.0.0.1:1337".parse().unwrap(), ..Config::default() }).await?;
+//! let server = Server::start(Config::default().with_listen("127.0.0.1:1337".parse().unwrap())).await?;
 //! println!("serving {}", server.url());
 //! tokio::signal::ctrl_c().await.ok();
 //! server.shutdown(Duration::from_secs(5)).await;
