@@ -101,7 +101,7 @@ impl Fetch {
 }
 
 /// The number of chunks in bounded `ranges` (an unbounded tail counts as none).
-fn count(ranges: &ChunkRanges) -> u64 {
+pub(super) fn count(ranges: &ChunkRanges) -> u64 {
     let bounds = ranges.boundaries();
     bounds.chunks_exact(2).map(|pair| pair[1].0 - pair[0].0).sum()
 }

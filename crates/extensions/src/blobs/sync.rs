@@ -23,7 +23,8 @@ use tracing::debug;
 use crate::message_port::MessagePort;
 
 use super::{
-    Blob, BlobHash, ChunkRanges, Fetch, REQUEST_CHUNKS, WINDOW_CHUNKS, ranges_from_wire, ranges_to_wire,
+    Blob, BlobHash, ChunkRanges, Fetch, REQUEST_CHUNKS, WINDOW_CHUNKS, fetch::count, ranges_from_wire,
+    ranges_to_wire,
 };
 
 /// The extension's name on every connection.
@@ -407,10 +408,6 @@ impl Shared {
 
 fn read_hash(bytes: &[u8]) -> Option<BlobHash> {
     bytes.try_into().ok().map(BlobHash::from_bytes)
-}
-
-fn count(ranges: &ChunkRanges) -> u64 {
-    ranges.boundaries().chunks_exact(2).map(|pair| pair[1].0 - pair[0].0).sum()
 }
 
 /// Blob sync on one connection; made by [`Blobs::extension`].
