@@ -126,7 +126,7 @@ async fn shutting_the_stream_down_delivers_what_was_written_then_eof() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_and_misdirected_signals_are_bad_signals() {
+async fn malformed_signals_are_bad_signals() {
     let (a, b) = common::pair(&WebRtcTransportFactory::loopback());
     let data = |fields: Struct| Struct::new().with("data", fields);
     for bad in [
@@ -152,18 +152,6 @@ async fn malformed_and_misdirected_signals_are_bad_signals() {
         }
     }
 
-    // A well-formed description sent to the wrong role is refused too.
-    let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
-    let offer = data(Struct::new().with("type", "offer").with("sdp", sdp));
-    let answer = data(Struct::new().with("type", "answer").with("sdp", sdp));
-    assert!(
-        matches!(a.signal(offer).await, Err(TransportError::BadSignal(_))),
-        "the initiator takes no offer"
-    );
-    assert!(
-        matches!(b.signal(answer).await, Err(TransportError::BadSignal(_))),
-        "the answerer takes no answer"
-    );
     a.close().await;
     b.close().await;
 }
@@ -197,7 +185,7 @@ async fn dropping_the_stream_closes_the_connection() {
 }
 
 /// Points an ICE candidate at a port nobody listens on; other signals pass unchanged.
-fn unreachable(signal: Struct) -> Struct {
+fn unreachable(signal: Struct) -> Vec<Struct> {
     let line = signal
         .get("data")
         .and_then(|data| data.as_struct())
@@ -205,12 +193,12 @@ fn unreachable(signal: Struct) -> Struct {
         .and_then(|candidate| candidate.as_struct())
         .and_then(|candidate| candidate.get("candidate"))
         .and_then(|line| line.as_str());
-    let Some(line) = line else { return signal };
+    let Some(line) = line else { return vec![signal] };
     let mut fields: Vec<&str> = line.split(' ').collect();
     fields[5] = "9";
     let candidate =
         Struct::new().with("candidate", fields.join(" ")).with("sdpMLineIndex", 0u16).with("sdpMid", "0");
-    Struct::new().with("data", Struct::new().with("type", "candidate").with("candidate", candidate))
+    vec![Struct::new().with("data", Struct::new().with("type", "candidate").with("candidate", candidate))]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,6 +210,54 @@ async fn unreachable_candidates_make_connected_fail() {
     let result = tokio::time::timeout(Duration::from_secs(60), a.connected()).await.expect("fails in time");
     eprintln!("failed after {:?}: {:?}", started.elapsed(), result.as_ref().err());
     assert!(matches!(result, Err(TransportError::Failed(_))), "got {:?}", result.err());
+    a.close().await;
+    b.close().await;
+}
+
+/// The `data.type` of a WebRTC signal.
+fn signal_type(signal: &Struct) -> String {
+    let data = signal.get("data").and_then(|data| data.as_struct()).unwrap();
+    data.get("type").and_then(|kind| kind.as_str()).unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lower_key_offers_whichever_side_initiated() {
+    let (lower, higher) = common::ordered_keys();
+    for (keys, case) in
+        [((lower, higher), "the lower key initiates"), ((higher, lower), "the higher key initiates")]
+    {
+        let (a, b, log) =
+            common::pair_logged(&WebRtcTransportFactory::loopback(), keys, |signal| vec![signal]);
+        let (mut x, mut y, _) = connect(&a, &b).await;
+        x.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(PATIENCE, y.read_exact(&mut buf)).await.unwrap().unwrap();
+        let descriptions: Vec<(bool, String)> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(from, signal)| (*from == lower, signal_type(signal)))
+            .filter(|(_, kind)| kind != "candidate")
+            .collect();
+        assert_eq!(
+            descriptions,
+            [(true, "offer".to_owned()), (false, "answer".to_owned())],
+            "{case}: the lower key offers, the higher answers"
+        );
+        a.close().await;
+        b.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_signals_are_ignored() {
+    let (a, b) =
+        common::pair_rewriting(&WebRtcTransportFactory::loopback(), |signal| vec![signal.clone(), signal]);
+    let (mut x, mut y, _) = connect(&a, &b).await;
+    y.write_all(b"still one connection").await.unwrap();
+    let mut buf = [0u8; 20];
+    tokio::time::timeout(PATIENCE, x.read_exact(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf, b"still one connection");
     a.close().await;
     b.close().await;
 }

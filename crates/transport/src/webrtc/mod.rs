@@ -27,6 +27,8 @@
 //! ```
 
 mod events;
+mod ice;
+mod interfaces;
 mod runtime;
 mod session;
 mod signals;
@@ -40,67 +42,56 @@ use std::{
 use async_trait::async_trait;
 use mesh_proto::Struct;
 
+pub use self::ice::{IceConfigError, IceServer};
 use self::{session::Shared, signals::Signal};
 use crate::{
     ByteStream, Transport, TransportError, TransportFactory, TransportKind, TransportOptions, TransportStats,
     lock,
 };
 
-/// A STUN or TURN server.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IceServer {
-    /// `stun:host:port`, `turn:host:port?transport=udp`, ...; all URLs of one server.
-    pub urls: Vec<String>,
-    /// The TURN user name.
-    pub username: Option<String>,
-    /// The TURN password.
-    pub credential: Option<String>,
-}
-
-impl IceServer {
-    /// A STUN server, which needs no credentials.
-    pub fn stun(url: impl Into<String>) -> Self {
-        Self { urls: vec![url.into()], ..Self::default() }
-    }
-
-    /// A TURN server with long-term credentials.
-    pub fn turn(url: impl Into<String>, username: impl Into<String>, credential: impl Into<String>) -> Self {
-        Self { urls: vec![url.into()], username: Some(username.into()), credential: Some(credential.into()) }
-    }
-}
-
 /// Makes [`WebRtcTransport`]s.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WebRtcTransportFactory {
     /// STUN and TURN servers. None by default: host candidates are enough on one machine or one
     /// network; add a STUN server to cross NATs and a TURN server for networks that block UDP
-    /// between peers.
+    /// between peers. [`IceServer::parse_list`] reads them in the shape DXOS's ICE provider
+    /// serves.
     pub ice_servers: Vec<IceServer>,
+    /// Use only relayed candidates (a TURN server's), as `iceTransportPolicy: "relay"` does:
+    /// the remote never learns this host's addresses, at the cost of a relay hop.
+    pub relay_only: bool,
     /// Local addresses to bind UDP sockets to, one socket (and host candidate) each.
     ///
-    /// The default is `0.0.0.0:0` and `127.0.0.1:0`. webrtc expands the wildcard into one socket
-    /// per network interface but skips loopback, which no remote peer can reach; the explicit
-    /// loopback address adds it back, so that two peers on one machine also connect without a
-    /// network. A loopback candidate sent to a remote machine just never gets an answer.
+    /// Empty (the default): every address of every interface that is up, loopback included and
+    /// link-local excluded, listed when each connection starts. A host with only loopback, or
+    /// only IPv6, works as well as one with a network, and two peers on one machine connect
+    /// without one. A loopback candidate sent to a remote machine just never gets an answer.
     pub udp_bind: Vec<SocketAddr>,
 }
 
-impl Default for WebRtcTransportFactory {
-    fn default() -> Self {
-        Self {
-            ice_servers: Vec::new(),
-            udp_bind: vec![
-                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            ],
-        }
-    }
-}
-
 impl WebRtcTransportFactory {
-    /// A factory that binds loopback only: for tests on one machine, with the fewest candidates.
+    /// A factory that binds IPv4 loopback only: for tests on one machine, with the fewest
+    /// candidates.
     pub fn loopback() -> Self {
         Self { udp_bind: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))], ..Self::default() }
+    }
+
+    /// These STUN and TURN servers.
+    pub fn with_ice_servers(mut self, servers: Vec<IceServer>) -> Self {
+        self.ice_servers = servers;
+        self
+    }
+
+    /// Only relayed candidates, or every kind.
+    pub fn with_relay_only(mut self, relay_only: bool) -> Self {
+        self.relay_only = relay_only;
+        self
+    }
+
+    /// These local addresses for the UDP sockets (see [`WebRtcTransportFactory::udp_bind`]).
+    pub fn with_udp_bind(mut self, addresses: Vec<SocketAddr>) -> Self {
+        self.udp_bind = addresses;
+        self
     }
 }
 
@@ -126,7 +117,7 @@ pub struct WebRtcTransport {
 impl std::fmt::Debug for WebRtcTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebRtcTransport")
-            .field("initiator", &self.shared.options.initiator)
+            .field("offerer", &session::offers(&self.shared.options.own, &self.shared.options.remote))
             .field("remote", &self.shared.options.remote.short())
             .finish_non_exhaustive()
     }
@@ -162,15 +153,6 @@ impl Transport for WebRtcTransport {
     async fn signal(&self, payload: Struct) -> Result<(), TransportError> {
         let shared = &self.shared;
         let signal = Signal::parse(&payload)?;
-        match (&signal, shared.options.initiator) {
-            (Signal::Offer(_), true) => {
-                return Err(TransportError::BadSignal("the initiator got an offer".into()));
-            }
-            (Signal::Answer(_), false) => {
-                return Err(TransportError::BadSignal("the answering side got an answer".into()));
-            }
-            _ => {}
-        }
         tokio::select! {
             () = shared.stop.cancelled() => Err(TransportError::Closed),
             sent = shared.remote_signals.send(signal) => sent.map_err(|_| TransportError::Closed),

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use mesh_keys::PublicKey;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::debug;
@@ -17,16 +18,19 @@ use webrtc::{
     data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit},
     peer_connection::{
         PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
-        RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+        RTCIceTransportPolicy, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
     },
 };
+
+use rtc::ice::mdns::MulticastDnsMode;
 
 use super::{
     WebRtcTransportFactory,
     events::{Forwarder, PeerEvent},
+    interfaces::local_addresses,
     runtime::BufferedRuntime,
-    signals::Signal,
-    stream::DataChannelStream,
+    signals::{Signal, same_sdp},
+    stream::{DataChannelStream, HIGH_WATER, MESSAGE_SIZE},
 };
 use crate::{ByteStream, Metered, TransportError, TransportOptions, handover::Handover, metered::Counters};
 
@@ -46,9 +50,10 @@ const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(5);
 /// timeout, so a dead peer frees its slot as soon as the swarm would give up on it anyway.
 const ICE_FAILED_AFTER: Duration = Duration::from_secs(5);
 
-/// SCTP bytes a data channel may have queued before `send` waits. Enough to keep a fast link
-/// busy (about 150 MB/s on loopback in release builds) without holding much memory.
-const SEND_BUFFER: usize = 1024 * 1024;
+/// webrtc's own bound on a data channel's buffered bytes, behind the stream's high-water mark
+/// (which the stream checks before each message of at most 64 KiB): it only matters if the
+/// stream's check is ever bypassed.
+const SEND_BUFFER: usize = HIGH_WATER + 2 * MESSAGE_SIZE;
 
 /// Remote candidates kept while the remote description is still missing; a peer has a handful.
 const EARLY_CANDIDATES: usize = 64;
@@ -92,7 +97,16 @@ fn failed(context: &str, err: impl std::fmt::Display) -> TransportError {
     TransportError::Failed(format!("{context}: {err}"))
 }
 
-/// Creates the peer connection, sends the offer if this side initiates, and leaves the rest
+/// Whether `own` makes the WebRTC offer to `remote`.
+///
+/// DXOS 0.8.3 (`chooseInitiatorPeer`) makes the peer whose key sorts first in hex the offerer,
+/// whichever side dialled the swarm connection, so that two peers agree however their swarms
+/// met. Lower-case hex of equal-length keys sorts as the bytes do.
+pub(crate) fn offers(own: &PublicKey, remote: &PublicKey) -> bool {
+    own.to_hex() < remote.to_hex()
+}
+
+/// Creates the peer connection, sends the offer if this side offers, and leaves the rest
 /// to a task on `shared.tasks`.
 pub(super) async fn start(
     shared: &Arc<Shared>,
@@ -105,8 +119,10 @@ pub(super) async fn start(
         peer,
         events,
         remote,
+        offerer: offers(&shared.options.own, &shared.options.remote),
         channel: None,
-        remote_described: false,
+        remote_sdp: None,
+        negotiated: false,
         early_candidates: Vec::new(),
     };
     if let Err(err) = session.offer().await {
@@ -133,13 +149,24 @@ async fn build_peer(
     let settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS))
         .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
+        // webrtc opens a multicast socket for mDNS by default, and peer connection creation
+        // fails ("No such device") on a host without a multicast route. Host candidates are
+        // plain addresses here, and remote `.local` candidates (a browser hiding its addresses)
+        // cannot be resolved across machines anyway.
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .build();
+    let policy = if config.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+    let configuration = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice_servers)
+        .with_ice_transport_policy(policy)
+        .build();
+    let udp_bind = if config.udp_bind.is_empty() { local_addresses() } else { config.udp_bind.clone() };
     let peer = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+        .with_configuration(configuration)
         .with_setting_engine(settings)
         .with_handler(Arc::new(handler))
         .with_runtime(Arc::new(BufferedRuntime::new()))
-        .with_udp_addrs(config.udp_bind.clone())
+        .with_udp_addrs(udp_bind)
         .with_data_channel_send_buffer_limit(SEND_BUFFER)
         .build()
         .await
@@ -152,16 +179,21 @@ struct Session {
     peer: Arc<dyn PeerConnection>,
     events: mpsc::UnboundedReceiver<PeerEvent>,
     remote: mpsc::Receiver<Signal>,
-    /// The initiator's channel from the start; the answerer's once the remote opened it.
+    /// Whether this side offers: DXOS's rule ([`offers`]) until crossed offers make it yield.
+    offerer: bool,
+    /// The offerer's channel from the start; the answerer's once the remote opened it.
     channel: Option<Arc<dyn DataChannel>>,
-    remote_described: bool,
+    /// The remote description in place, to recognise it when it comes again.
+    remote_sdp: Option<String>,
+    /// Both descriptions are in place: remote candidates can be added from now on.
+    negotiated: bool,
     early_candidates: Vec<RTCIceCandidateInit>,
 }
 
 impl Session {
-    /// The initiator creates the channel and the offer; the answerer waits for the offer.
+    /// The offerer creates the channel and the offer; the answerer waits for the offer.
     async fn offer(&mut self) -> Result<(), TransportError> {
-        if !self.shared.options.initiator {
+        if !self.offerer {
             return Ok(());
         }
         // DXOS labels a swarm's channel with its topic in hex; reliable and ordered is the default.
@@ -199,28 +231,27 @@ impl Session {
     /// Negotiates until the data channel is open.
     async fn connect(&mut self) -> Result<Arc<dyn DataChannel>, TransportError> {
         let stop = self.shared.stop.clone();
-        let ours = self.channel.clone();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Err(TransportError::Closed),
-                opened = wait_open(ours.clone()) => return opened,
+                opened = wait_open(self.channel.clone()) => return opened,
                 Some(signal) = self.remote.recv() => self.apply(signal).await?,
                 event = self.events.recv() => match event {
                     Some(PeerEvent::Candidate(candidate)) => {
                         self.shared.options.signals.send(Signal::Candidate(candidate).to_struct()).await?;
                     }
                     Some(PeerEvent::State(state)) => check_state(state)?,
-                    Some(PeerEvent::Channel(channel)) if ours.is_none() => {
-                        // webrtc announces a remote channel once it is open.
-                        if let Ok(label) = channel.label().await
-                            && label != self.shared.options.topic.to_hex()
-                        {
-                            debug!(%label, "remote data channel is not labelled with the topic");
+                    Some(PeerEvent::Channel(channel)) if !self.offerer => {
+                        // webrtc announces a remote channel once it is open. DXOS opens one
+                        // channel per swarm, labelled with the topic; take that one.
+                        let label = channel.label().await.unwrap_or_default();
+                        if label == self.shared.options.topic.to_hex() {
+                            self.channel = Some(channel.clone());
+                            return Ok(channel);
                         }
-                        self.channel = Some(channel.clone());
-                        return Ok(channel);
+                        debug!(%label, "ignoring a data channel not labelled with the topic");
                     }
-                    Some(PeerEvent::Channel(_)) => debug!("ignoring a second data channel"),
+                    Some(PeerEvent::Channel(_)) => debug!("ignoring a data channel the answerer opened"),
                     None => return Err(TransportError::Closed),
                 },
             }
@@ -236,7 +267,9 @@ impl Session {
                 () = stop.cancelled() => return,
                 Some(signal) = self.remote.recv() => {
                     if let Err(err) = self.apply(signal).await {
-                        debug!(%err, "late signal refused");
+                        debug!(%err, "WebRTC connection ended by a signal");
+                        stop.cancel();
+                        return;
                     }
                 }
                 event = self.events.recv() => match event {
@@ -257,47 +290,86 @@ impl Session {
         }
     }
 
-    /// Acts on one remote signal. Signals that do not fit the negotiation's state (a repeated
-    /// description, or one for the wrong role) are ignored.
+    /// Acts on one remote signal, as DXOS's `RtcPeerConnection.onSignal` does: a description
+    /// that repeats the one in place is ignored, and candidates wait until both descriptions
+    /// are set.
     async fn apply(&mut self, signal: Signal) -> Result<(), TransportError> {
-        let initiator = self.shared.options.initiator;
         match signal {
-            Signal::Offer(offer) if !initiator && !self.remote_described => {
-                self.describe_remote(offer).await?;
-                let answer =
-                    self.peer.create_answer(None).await.map_err(|err| failed("creating the answer", err))?;
-                self.peer
-                    .set_local_description(answer.clone())
-                    .await
-                    .map_err(|err| failed("applying the answer", err))?;
-                self.shared.options.signals.send(Signal::Answer(answer).to_struct()).await?;
+            Signal::Offer(offer) | Signal::Answer(offer) if self.repeats_remote(&offer.sdp) => {
+                debug!("ignoring a repeated session description");
             }
-            Signal::Answer(answer) if initiator && !self.remote_described => {
-                self.describe_remote(answer).await?
+            Signal::Offer(offer) => self.answer(offer).await?,
+            Signal::Answer(answer) if self.offerer && self.remote_sdp.is_none() => {
+                self.describe_remote(answer).await?;
+                self.negotiated().await;
             }
-            Signal::Offer(_) | Signal::Answer(_) => debug!("ignoring a repeated or misdirected description"),
-            Signal::Candidate(candidate) if self.remote_described => self.add_candidate(candidate).await,
+            Signal::Answer(_) => debug!("ignoring an answer to no offer of ours"),
+            Signal::Candidate(candidate) if self.negotiated => self.add_candidate(candidate).await,
             Signal::Candidate(candidate) => {
                 if self.early_candidates.len() < EARLY_CANDIDATES {
                     self.early_candidates.push(candidate);
                 } else {
-                    debug!("too many ICE candidates before the remote description; dropping one");
+                    debug!("too many ICE candidates before negotiation ended; dropping one");
                 }
             }
         }
         Ok(())
     }
 
+    /// Takes the remote's offer and answers it.
+    ///
+    /// Crossed offers (the remote offered although this side does, as a peer that makes the
+    /// swarm initiator the offerer would) are resolved as a polite browser peer resolves them:
+    /// this side rolls its own offer back, answers, and uses the channel the remote opens. Only
+    /// the offerer by DXOS's rule ever yields, so two peers never both roll back.
+    async fn answer(&mut self, offer: RTCSessionDescription) -> Result<(), TransportError> {
+        if self.remote_sdp.is_some() {
+            // DXOS aborts on an offer after negotiation too; renegotiation is not part of it.
+            return Err(TransportError::BadSignal("a second offer after negotiation".into()));
+        }
+        if self.offerer {
+            debug!("crossed offers: rolling ours back to answer the remote's");
+            let rollback = RTCSessionDescription::rollback(None).map_err(|err| failed("rollback", err))?;
+            self.peer
+                .set_local_description(rollback)
+                .await
+                .map_err(|err| failed("rolling back the offer", err))?;
+            if let Some(channel) = self.channel.take() {
+                let _ = channel.close().await;
+            }
+            self.offerer = false;
+        }
+        self.describe_remote(offer).await?;
+        let answer = self.peer.create_answer(None).await.map_err(|err| failed("creating the answer", err))?;
+        self.peer
+            .set_local_description(answer.clone())
+            .await
+            .map_err(|err| failed("applying the answer", err))?;
+        self.shared.options.signals.send(Signal::Answer(answer).to_struct()).await?;
+        self.negotiated().await;
+        Ok(())
+    }
+
+    fn repeats_remote(&self, sdp: &str) -> bool {
+        self.remote_sdp.as_deref().is_some_and(|applied| same_sdp(applied, sdp))
+    }
+
     async fn describe_remote(&mut self, description: RTCSessionDescription) -> Result<(), TransportError> {
+        let sdp = description.sdp.clone();
         self.peer
             .set_remote_description(description)
             .await
             .map_err(|err| TransportError::BadSignal(format!("remote description refused: {err}")))?;
-        self.remote_described = true;
+        self.remote_sdp = Some(sdp);
+        Ok(())
+    }
+
+    /// Both descriptions are set: the candidates that came early can be added now.
+    async fn negotiated(&mut self) {
+        self.negotiated = true;
         for candidate in std::mem::take(&mut self.early_candidates) {
             self.add_candidate(candidate).await;
         }
-        Ok(())
     }
 
     async fn add_candidate(&self, candidate: RTCIceCandidateInit) {
@@ -319,7 +391,7 @@ impl Session {
     }
 }
 
-/// Waits for the initiator's channel to open; never resolves for the answerer.
+/// Waits for the offerer's channel to open; never resolves for the answerer.
 async fn wait_open(channel: Option<Arc<dyn DataChannel>>) -> Result<Arc<dyn DataChannel>, TransportError> {
     let Some(channel) = channel else { return std::future::pending().await };
     loop {

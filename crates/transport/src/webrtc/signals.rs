@@ -16,7 +16,7 @@ const DATA_MID: &str = "0";
 /// One WebRTC signal, checked and converted.
 #[derive(Debug, Clone)]
 pub(crate) enum Signal {
-    /// The initiator's session description.
+    /// The offerer's session description.
     Offer(RTCSessionDescription),
     /// The answerer's session description.
     Answer(RTCSessionDescription),
@@ -82,6 +82,26 @@ impl Signal {
         };
         Struct::new().with("data", data)
     }
+}
+
+/// Whether two SDPs say the same, as DXOS's `areSdpEqual` judges it: line by line, ignoring a
+/// line repeated within one section (some engines repeat attributes once a description is set).
+pub(crate) fn same_sdp(a: &str, b: &str) -> bool {
+    deduplicated_lines(a).eq(deduplicated_lines(b))
+}
+
+fn deduplicated_lines(sdp: &str) -> impl Iterator<Item = &str> {
+    let mut seen: Vec<&str> = Vec::new();
+    sdp.split("\r\n").filter(move |line| {
+        if line.starts_with('m') {
+            seen.clear();
+        }
+        if seen.contains(line) {
+            return false;
+        }
+        seen.push(line);
+        true
+    })
 }
 
 fn parse_candidate(data: &Struct) -> Result<RTCIceCandidateInit, TransportError> {
@@ -213,6 +233,15 @@ mod tests {
             let result = Signal::parse(&bad);
             assert!(matches!(result, Err(TransportError::BadSignal(_))), "{bad:?} gave {result:?}");
         }
+    }
+
+    #[test]
+    fn sdps_compare_as_dxos_compares_them() {
+        let repeated = SDP.replace("a=mid:0\r\n", "a=mid:0\r\na=mid:0\r\n");
+        assert!(same_sdp(SDP, SDP));
+        assert!(same_sdp(SDP, &repeated), "a line repeated within its section is ignored");
+        assert!(!same_sdp(SDP, &SDP.replace("a=mid:0", "a=mid:1")));
+        assert!(!same_sdp(SDP, &format!("{SDP}a=extra\r\n")));
     }
 
     #[test]

@@ -1,24 +1,51 @@
 //! Both ends of one connection attempt, their signals forwarded to each other.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use mesh_keys::{DiscoveryKey, Keypair};
+use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::Struct;
 use mesh_transport::{SignalSink, Transport, TransportError, TransportFactory, TransportOptions};
 use tokio::sync::mpsc;
 
 /// Creates both sides of one connection and forwards each side's signals to the other.
 pub fn pair(factory: &dyn TransportFactory) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
-    pair_rewriting(factory, |signal| signal)
+    pair_rewriting(factory, |signal| vec![signal])
 }
 
-/// [`pair`], passing every signal through `rewrite` on its way.
+/// [`pair`], passing every signal through `rewrite` on its way: it may change, drop or repeat it.
 pub fn pair_rewriting(
     factory: &dyn TransportFactory,
-    rewrite: fn(Struct) -> Struct,
+    rewrite: fn(Struct) -> Vec<Struct>,
 ) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
-    let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
+    pair_of(factory, (Keypair::generate().public(), Keypair::generate().public()), rewrite)
+}
+
+/// Two keys, the one whose hex sorts first (DXOS's WebRTC offerer) first.
+pub fn ordered_keys() -> (PublicKey, PublicKey) {
+    let (x, y) = (Keypair::generate().public(), Keypair::generate().public());
+    if x.to_hex() < y.to_hex() { (x, y) } else { (y, x) }
+}
+
+/// Every signal forwarded so far, with its sender.
+pub type SignalLog = Arc<Mutex<Vec<(PublicKey, Struct)>>>;
+
+/// [`pair_rewriting`] between `keys.0`, which initiates, and `keys.1`.
+pub fn pair_of(
+    factory: &dyn TransportFactory,
+    keys: (PublicKey, PublicKey),
+    rewrite: fn(Struct) -> Vec<Struct>,
+) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
+    let (a, b, _) = pair_logged(factory, keys, rewrite);
+    (a, b)
+}
+
+/// [`pair_of`], also returning the log of the signals forwarded.
+pub fn pair_logged(
+    factory: &dyn TransportFactory,
+    (alice, bob): (PublicKey, PublicKey),
+    rewrite: fn(Struct) -> Vec<Struct>,
+) -> (Arc<dyn Transport>, Arc<dyn Transport>, SignalLog) {
     let topic = DiscoveryKey::from_party(&alice);
     let session = Keypair::generate().public();
     let (a_sink, a_signals) = SignalSink::channel();
@@ -28,17 +55,26 @@ pub fn pair_rewriting(
     };
     let a = side(alice, bob, true, a_sink);
     let b = side(bob, alice, false, b_sink);
-    tokio::spawn(forward(a_signals, b.clone(), rewrite));
-    tokio::spawn(forward(b_signals, a.clone(), rewrite));
-    (a, b)
+    let log = SignalLog::default();
+    tokio::spawn(forward(a_signals, b.clone(), rewrite, (alice, log.clone())));
+    tokio::spawn(forward(b_signals, a.clone(), rewrite, (bob, log.clone())));
+    (a, b, log)
 }
 
-async fn forward(mut signals: mpsc::Receiver<Struct>, to: Arc<dyn Transport>, rewrite: fn(Struct) -> Struct) {
+async fn forward(
+    mut signals: mpsc::Receiver<Struct>,
+    to: Arc<dyn Transport>,
+    rewrite: fn(Struct) -> Vec<Struct>,
+    (from, log): (PublicKey, SignalLog),
+) {
     while let Some(signal) = signals.recv().await {
-        match to.signal(rewrite(signal)).await {
-            // The receiving side may close first; its remaining signals have nowhere to go.
-            Ok(()) | Err(TransportError::Closed) => {}
-            Err(err) => panic!("a transport refused the other's signal: {err}"),
+        log.lock().unwrap().push((from, signal.clone()));
+        for signal in rewrite(signal) {
+            match to.signal(signal).await {
+                // The receiving side may close first; its remaining signals have nowhere to go.
+                Ok(()) | Err(TransportError::Closed) => {}
+                Err(err) => panic!("a transport refused the other's signal: {err}"),
+            }
         }
     }
 }
