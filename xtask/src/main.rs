@@ -4,6 +4,7 @@ mod bench;
 mod fuzz;
 mod proto;
 mod simulate;
+mod system;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ Commands:
   proto [--check]   regenerate crates/proto/src/gen from proto/ (--check: fail if the committed code is stale)
   bench <name> [..] run a benchmark (gossip, signal, swarm, teleport) in release and print its figures;
                     further arguments go to the benchmark (e.g. `bench signal memory`)
-  test              install what the tests need (npm packages) and run every test in the workspace
+  test              install what the tests need (npm and Debian packages) and run every test in the workspace
   fuzz --smoke [--seconds N]
                     build every fuzz target in fuzz/ (stable toolchain, no sanitizer; installs
                     cargo-fuzz when missing) and run each for N seconds (default 25); fails on any

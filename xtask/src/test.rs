@@ -1,7 +1,8 @@
 //! `cargo xtask test`: bring what the tests need, then run every test in the workspace.
 //!
 //! What the tests need beyond Rust is installed here when missing, so a fresh machine needs nothing
-//! but this command: the pinned npm packages of each Node project under tests/ (`npm ci`).
+//! but this command: the pinned npm packages of each Node project under tests/ (`npm ci`), and the
+//! Debian packages of the real counterparts (Chromium, coturn, nftables).
 
 use std::path::Path;
 
@@ -10,11 +11,17 @@ use anyhow::{Context, Result, bail};
 use crate::{run, workspace_root};
 
 /// Node projects under tests/ whose pinned packages the tests use.
-const NODE_PROJECTS: [&str; 4] =
-    ["tests/golden", "tests/signal-interop", "tests/swarm-interop", "tests/teleport-interop"];
+const NODE_PROJECTS: [&str; 5] = [
+    "tests/browser-interop",
+    "tests/golden",
+    "tests/signal-interop",
+    "tests/swarm-interop",
+    "tests/teleport-interop",
+];
 
 pub(crate) fn run_all(filters: &[&str]) -> Result<()> {
     let root = workspace_root();
+    crate::system::install_missing()?;
     for project in NODE_PROJECTS {
         install_node_packages(&root.join(project))?;
     }

@@ -1,6 +1,7 @@
 //! `mesh`: the command-line entry to the mesh stack.
 
 mod demo;
+mod ice;
 mod keygen;
 mod peer;
 mod signal;

@@ -44,6 +44,13 @@ pub(crate) struct ReachArgs {
     /// The password for the TURN servers.
     #[arg(long, requires = "ice_username")]
     ice_credential: Option<String>,
+    /// A JSON file or http(s) URL listing STUN and TURN servers with their credentials, in the
+    /// shape DXOS's ICE provider serves: {"iceServers": [{"urls", "username", "credential"}]}.
+    #[arg(long = "ice-servers", value_name = "FILE|URL")]
+    ice_document: Option<String>,
+    /// WebRTC through TURN relays only: this host's addresses are never offered to peers.
+    #[arg(long)]
+    relay_only: bool,
 }
 
 /// One `--dial-allow` value.
@@ -70,8 +77,10 @@ impl ReachArgs {
         })
     }
 
-    fn ice_servers(&self) -> Vec<IceServer> {
-        self.servers
+    /// Every `--ice-server`, then the servers of `--ice-servers`.
+    fn ice_servers(&self) -> anyhow::Result<Vec<IceServer>> {
+        let mut servers: Vec<IceServer> = self
+            .servers
             .iter()
             .map(|url| match (&self.ice_username, &self.ice_credential) {
                 (Some(user), Some(password)) if url.starts_with("turn") => {
@@ -79,7 +88,16 @@ impl ReachArgs {
                 }
                 _ => IceServer::stun(url.clone()),
             })
-            .collect()
+            .collect();
+        if let Some(source) = &self.ice_document {
+            servers.extend(crate::ice::load(source)?);
+        }
+        if self.relay_only
+            && !servers.iter().any(|server| server.urls.iter().any(|url| url.starts_with("turn")))
+        {
+            anyhow::bail!("--relay-only needs a TURN server (--ice-server turn:... or --ice-servers)");
+        }
+        Ok(servers)
     }
 }
 
@@ -95,8 +113,12 @@ impl TransportChoice {
 
     /// The factory for this choice, for the peer `identity` (TCP authenticates its links to other
     /// mesh peers with it).
-    pub(crate) fn factory(self, reach: &ReachArgs, identity: &Keypair) -> Arc<dyn TransportFactory> {
-        match self {
+    pub(crate) fn factory(
+        self,
+        reach: &ReachArgs,
+        identity: &Keypair,
+    ) -> anyhow::Result<Arc<dyn TransportFactory>> {
+        Ok(match self {
             Self::Tcp => {
                 let mut tcp = TcpTransportFactory::default()
                     .with_identity(identity.clone())
@@ -104,12 +126,13 @@ impl TransportChoice {
                 tcp.advertise_host.clone_from(&reach.advertise_host);
                 Arc::new(tcp)
             }
-            Self::Webrtc => Arc::new(WebRtcTransportFactory {
-                ice_servers: reach.ice_servers(),
-                ..WebRtcTransportFactory::default()
-            }),
+            Self::Webrtc => Arc::new(
+                WebRtcTransportFactory::default()
+                    .with_ice_servers(reach.ice_servers()?)
+                    .with_relay_only(reach.relay_only),
+            ),
             Self::Memory => Arc::new(MemoryTransportFactory::default()),
-        }
+        })
     }
 }
 

@@ -60,7 +60,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let shared: Arc<dyn TransportFactory> = match args.transport {
         // Everything is on loopback: one socket each, no interface scan.
         TransportChoice::Webrtc => Arc::new(WebRtcTransportFactory::loopback()),
-        other => other.factory(&ReachArgs::default(), &Keypair::generate()),
+        other => other.factory(&ReachArgs::default(), &Keypair::generate())?,
     };
 
     let topic = DiscoveryKey::from_party(&Keypair::generate().public());
@@ -82,7 +82,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         let key = pair.public();
         let transports = match args.transport {
             // Each peer authenticates its TCP links with its own key.
-            TransportChoice::Tcp => args.transport.factory(&ReachArgs::default(), &pair),
+            TransportChoice::Tcp => args.transport.factory(&ReachArgs::default(), &pair)?,
             // Memory pipes meet inside one factory.
             TransportChoice::Webrtc | TransportChoice::Memory => shared.clone(),
         };

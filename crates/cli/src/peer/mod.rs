@@ -249,7 +249,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let manager = NetworkManager::new(
         own,
         signal.clone(),
-        args.transport.factory(&args.reach, &pair),
+        args.transport.factory(&args.reach, &pair)?,
         SwarmConfig::default(),
     )
     .await

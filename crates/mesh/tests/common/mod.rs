@@ -2,6 +2,8 @@
 //! `tests/swarm-interop`, run as a child process that prints JSON events and reads commands.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod browser;
+
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use mesh_keys::{DiscoveryKey, PublicKey};

@@ -146,7 +146,13 @@ async fn build_peer(
             credential: server.credential.clone().unwrap_or_default(),
         })
         .collect();
-    let settings = SettingEngineBuilder::new()
+    let mut settings = SettingEngineBuilder::new();
+    if config.relay_only {
+        // ICE waits 2 s for something better before it settles on a relayed pair; with relays
+        // only, nothing better comes.
+        settings = settings.with_relay_acceptance_min_wait(Some(Duration::ZERO));
+    }
+    let settings = settings
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS))
         .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
         // webrtc opens a multicast socket for mDNS by default, and peer connection creation
