@@ -12,12 +12,13 @@ use bytes::BytesMut;
 use mesh_keys::{DiscoveryKey, Keypair};
 use mesh_proto::Struct;
 use mesh_transport::{SignalSink, TransportFactory, TransportOptions, webrtc::WebRtcTransportFactory};
+use rtc::ice::mdns::MulticastDnsMode;
 use tokio::{io::AsyncReadExt, sync::mpsc};
 use webrtc::{
     data_channel::DataChannelEvent,
     peer_connection::{
         PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
-        RTCPeerConnectionIceEvent, RTCSessionDescription,
+        RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
     },
 };
 
@@ -75,6 +76,10 @@ async fn crossed_offers_end_in_one_connection_on_the_remotes_channel() {
     let remote: Arc<dyn PeerConnection> = Arc::new(
         PeerConnectionBuilder::new()
             .with_handler(Arc::new(Candidates(to_remote)))
+            // No mDNS socket, so that this also runs on a host without a multicast route.
+            .with_setting_engine(
+                SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled).build(),
+            )
             .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
             .build()
             .await

@@ -113,10 +113,12 @@ pub(super) async fn start(
     remote: mpsc::Receiver<Signal>,
 ) -> Result<(), TransportError> {
     let (handler, events) = Forwarder::new();
-    let peer = build_peer(&shared.config, handler).await?;
+    let runtime = Arc::new(BufferedRuntime::default());
+    let peer = build_peer(&shared.config, handler, runtime.clone()).await?;
     let mut session = Session {
         shared: shared.clone(),
         peer,
+        runtime,
         events,
         remote,
         offerer: offers(&shared.options.own, &shared.options.remote),
@@ -136,6 +138,7 @@ pub(super) async fn start(
 async fn build_peer(
     config: &WebRtcTransportFactory,
     handler: Forwarder,
+    runtime: Arc<BufferedRuntime>,
 ) -> Result<Arc<dyn PeerConnection>, TransportError> {
     let ice_servers = config
         .ice_servers
@@ -155,6 +158,10 @@ async fn build_peer(
     let settings = settings
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS))
         .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
+        // A check can arrive before the candidate it comes from (trickling races the checks);
+        // ICE then knows that address as peer-reflexive and by default waits 1 s before it
+        // settles on it, though it is as direct a path as any.
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
         // webrtc opens a multicast socket for mDNS by default, and peer connection creation
         // fails ("No such device") on a host without a multicast route. Host candidates are
         // plain addresses here, and remote `.local` candidates (a browser hiding its addresses)
@@ -171,7 +178,7 @@ async fn build_peer(
         .with_configuration(configuration)
         .with_setting_engine(settings)
         .with_handler(Arc::new(handler))
-        .with_runtime(Arc::new(BufferedRuntime::new()))
+        .with_runtime(runtime)
         .with_udp_addrs(udp_bind)
         .with_data_channel_send_buffer_limit(SEND_BUFFER)
         .build()
@@ -183,6 +190,8 @@ async fn build_peer(
 struct Session {
     shared: Arc<Shared>,
     peer: Arc<dyn PeerConnection>,
+    /// The peer connection's runtime, to wake its driver after adding a candidate.
+    runtime: Arc<BufferedRuntime>,
     events: mpsc::UnboundedReceiver<PeerEvent>,
     remote: mpsc::Receiver<Signal>,
     /// Whether this side offers: DXOS's rule ([`offers`]) until crossed offers make it yield.
@@ -383,6 +392,9 @@ impl Session {
         if let Err(err) = self.peer.add_ice_candidate(candidate).await {
             debug!(%err, "remote ICE candidate refused");
         }
+        // webrtc does not wake its driver for a new remote candidate; without this, the first
+        // check to it waits for the next ICE tick.
+        self.runtime.kick();
     }
 
     /// Closes the channel first, so the remote sees the channel close (and its reads end) at

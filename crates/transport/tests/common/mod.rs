@@ -1,5 +1,8 @@
-//! Both ends of one connection attempt, their signals forwarded to each other.
+//! Both ends of one connection attempt, their signals forwarded to each other; and running a
+//! test in a network namespace of its own.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod netns;
 
 use std::sync::{Arc, Mutex};
 

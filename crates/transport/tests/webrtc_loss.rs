@@ -1,0 +1,58 @@
+//! Loss: in a network namespace of its own where nftables drops 10% of UDP datagrams at random,
+//! two WebRTC transports still connect, and 1 MiB crosses intact (SCTP retransmits what is lost).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use mesh_transport::webrtc::WebRtcTransportFactory;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Loopback up, and one datagram in ten dropped on its way out (each one leaves once on `lo`).
+const LOSSY_LOOPBACK: [&str; 4] = [
+    "ip link set lo up",
+    "nft add table inet loss",
+    "nft add chain inet loss out '{ type filter hook output priority 0; }'",
+    "nft add rule inet loss out meta l4proto udp numgen random mod 10 0 drop",
+];
+
+#[test]
+fn one_mib_crosses_intact_with_ten_percent_of_datagrams_dropped() {
+    if !common::netns::inside() {
+        common::netns::rerun_inside(
+            "one_mib_crosses_intact_with_ten_percent_of_datagrams_dropped",
+            &LOSSY_LOOPBACK,
+        );
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(
+        async {
+            let (a, b) = common::pair(&WebRtcTransportFactory::default());
+            a.open().await.unwrap();
+            b.open().await.unwrap();
+            let (x, y) = tokio::time::timeout(PATIENCE, async { tokio::join!(a.connected(), b.connected()) })
+                .await
+                .expect("connected in time despite the loss");
+            let (mut x, mut y) = (x.unwrap(), y.unwrap());
+            let data: Vec<u8> =
+                (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+            let (_, received) = tokio::join!(
+                async {
+                    x.write_all(&data).await.unwrap();
+                    x.shutdown().await.unwrap();
+                },
+                async {
+                    let mut received = Vec::new();
+                    tokio::time::timeout(PATIENCE, y.read_to_end(&mut received)).await.unwrap().unwrap();
+                    received
+                }
+            );
+            assert!(received == data, "1 MiB arrived intact");
+            a.close().await;
+            b.close().await;
+        },
+    );
+}
