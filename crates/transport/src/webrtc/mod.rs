@@ -45,7 +45,10 @@ use std::{
 use async_trait::async_trait;
 use mesh_proto::Struct;
 
-pub use self::ice::{IceConfigError, IceServer};
+pub use self::{
+    ice::{IceConfigError, IceServer},
+    runtime::BufferedRuntime,
+};
 use self::{session::Shared, signals::Signal};
 use crate::{
     ByteStream, Transport, TransportError, TransportFactory, TransportKind, TransportOptions, TransportStats,

@@ -56,10 +56,14 @@ struct Activity {
     kick: Notify,
 }
 
-/// [`TokioRuntime`] with large UDP buffers and a driver that makes one more pass after any
-/// activity. One per peer connection: it holds that connection's activity.
+/// webrtc's [`TokioRuntime`] with large UDP buffers and a driver that makes one more pass after
+/// any activity, as this transport runs its peer connections.
+///
+/// Public for applications that drive webrtc peer connections themselves, and for measuring
+/// this transport against the bare engine. Use one per peer connection: it holds that
+/// connection's activity. Call [`BufferedRuntime::kick`] after adding a remote ICE candidate.
 #[derive(Debug)]
-pub(crate) struct BufferedRuntime {
+pub struct BufferedRuntime {
     tokio: TokioRuntime,
     activity: Arc<Activity>,
 }
@@ -72,7 +76,7 @@ impl Default for BufferedRuntime {
 
 impl BufferedRuntime {
     /// Wakes the driver for one pass: after a change it does not notice by itself.
-    pub(crate) fn kick(&self) {
+    pub fn kick(&self) {
         self.activity.kick.notify_one();
     }
 }

@@ -4,7 +4,7 @@
 
 pub mod netns;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_proto::Struct;
@@ -59,19 +59,22 @@ pub fn pair_logged(
     let a = side(alice, bob, true, a_sink);
     let b = side(bob, alice, false, b_sink);
     let log = SignalLog::default();
-    tokio::spawn(forward(a_signals, b.clone(), rewrite, (alice, log.clone())));
-    tokio::spawn(forward(b_signals, a.clone(), rewrite, (bob, log.clone())));
+    tokio::spawn(forward(a_signals, Arc::downgrade(&b), rewrite, (alice, log.clone())));
+    tokio::spawn(forward(b_signals, Arc::downgrade(&a), rewrite, (bob, log.clone())));
     (a, b, log)
 }
 
+/// Holds the receiving transport weakly: each transport holds the sink of the other's forwarder,
+/// and strong references both ways would keep both alive for ever.
 async fn forward(
     mut signals: mpsc::Receiver<Struct>,
-    to: Arc<dyn Transport>,
+    to: Weak<dyn Transport>,
     rewrite: fn(Struct) -> Vec<Struct>,
     (from, log): (PublicKey, SignalLog),
 ) {
     while let Some(signal) = signals.recv().await {
         log.lock().unwrap().push((from, signal.clone()));
+        let Some(to) = to.upgrade() else { return };
         for signal in rewrite(signal) {
             match to.signal(signal).await {
                 // The receiving side may close first; its remaining signals have nowhere to go.
