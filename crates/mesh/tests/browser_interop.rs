@@ -7,20 +7,18 @@
 
 mod common;
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
-use mesh::TeleportProtocol;
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Client;
 use mesh_swarm::{
     NetworkManager, SwarmConfig, SwarmHandle,
     topology::{FullyConnected, Star, Topology},
 };
-use mesh_teleport::hello::{self, Hello};
 use mesh_transport::webrtc::WebRtcTransportFactory;
 use tokio::sync::mpsc;
 
-use common::{PATIENCE, browser::Browser};
+use common::{browser::Browser, wait_heard};
 
 type Heard = mpsc::UnboundedSender<(PublicKey, PublicKey)>;
 
@@ -56,28 +54,8 @@ async fn mesh_peer(
     )
     .await
     .unwrap();
-    let heard = heard.clone();
-    let protocol = TeleportProtocol::new(move |teleport| {
-        let hello = Hello::new(teleport.local_peer(), heard.clone());
-        teleport.add_extension(hello::NAME, hello).expect("a valid extension name");
-    });
-    manager.join(topic, Box::new(topology), Arc::new(protocol)).await.unwrap()
-}
-
-/// Waits until every (hearer, heard) pair of `expected` was reported by a mesh peer's hello.
-async fn wait_heard(
-    heard: &mut mpsc::UnboundedReceiver<(PublicKey, PublicKey)>,
-    expected: &[(PublicKey, PublicKey)],
-) {
-    let mut missing: BTreeSet<(PublicKey, PublicKey)> = expected.iter().copied().collect();
-    tokio::time::timeout(PATIENCE, async {
-        while !missing.is_empty() {
-            let pair = heard.recv().await.unwrap();
-            missing.remove(&pair);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("hellos never heard: {missing:?}"));
+    let protocol = common::hello_protocol(heard);
+    manager.join(topic, Box::new(topology), protocol).await.unwrap()
 }
 
 fn server_config() -> mesh_signal_server::Config {

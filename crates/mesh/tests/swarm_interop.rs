@@ -11,17 +11,15 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use mesh::TeleportProtocol;
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Client;
 use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnected};
-use mesh_teleport::hello::{self, Hello};
 use mesh_transport::{
     Transport, TransportFactory, TransportKind, TransportOptions, tcp::TcpTransportFactory,
 };
 use tokio::sync::mpsc;
 
-use common::{DxosPeer, PATIENCE};
+use common::{DxosPeer, wait_heard};
 
 struct RustPeer {
     key: PublicKey,
@@ -49,12 +47,8 @@ async fn rust_peer(
     )
     .await
     .unwrap();
-    let heard = heard.clone();
-    let protocol = TeleportProtocol::new(move |teleport| {
-        let hello = Hello::new(teleport.local_peer(), heard.clone());
-        teleport.add_extension(hello::NAME, hello).expect("a valid extension name");
-    });
-    let swarm = manager.join(topic, Box::new(FullyConnected), Arc::new(protocol)).await.unwrap();
+    let protocol = common::hello_protocol(heard);
+    let swarm = manager.join(topic, Box::new(FullyConnected), protocol).await.unwrap();
     RustPeer { key, swarm, links }
 }
 
@@ -65,21 +59,6 @@ async fn wait_hellos(peer: &mut DxosPeer, from: &[PublicKey]) {
         let event = peer.wait(|e| e["event"] == "hello").await;
         missing.remove(event["from"].as_str().unwrap());
     }
-}
-
-async fn wait_heard(
-    heard: &mut mpsc::UnboundedReceiver<(PublicKey, PublicKey)>,
-    expected: &[(PublicKey, PublicKey)],
-) {
-    let mut missing: BTreeSet<(PublicKey, PublicKey)> = expected.iter().copied().collect();
-    tokio::time::timeout(PATIENCE, async {
-        while !missing.is_empty() {
-            let pair = heard.recv().await.unwrap();
-            missing.remove(&pair);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("hellos never heard: {missing:?}"));
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use mesh_transport::webrtc::WebRtcTransportFactory;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Generous: SCTP in webrtc 0.21 waits at least 1 s (its fixed minimum retransmission timeout,
 /// doubled on repeats) whenever a loss is not repaired by fast retransmit, and at 10% loss that
@@ -34,26 +33,11 @@ fn one_mib_crosses_intact_with_ten_percent_of_datagrams_dropped() {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(
         async {
             let (a, b) = common::pair(&WebRtcTransportFactory::default());
-            a.open().await.unwrap();
-            b.open().await.unwrap();
-            let (x, y) = tokio::time::timeout(PATIENCE, async { tokio::join!(a.connected(), b.connected()) })
-                .await
-                .expect("connected in time despite the loss");
-            let (mut x, mut y) = (x.unwrap(), y.unwrap());
+            let (mut x, mut y) = common::connect(&a, &b, PATIENCE).await;
             let started = std::time::Instant::now();
             let data: Vec<u8> =
                 (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
-            let (_, received) = tokio::join!(
-                async {
-                    x.write_all(&data).await.unwrap();
-                    x.shutdown().await.unwrap();
-                },
-                async {
-                    let mut received = Vec::new();
-                    tokio::time::timeout(PATIENCE, y.read_to_end(&mut received)).await.unwrap().unwrap();
-                    received
-                }
-            );
+            let received = common::send_through(&mut x, &mut y, &data, PATIENCE).await;
             assert!(received == data, "1 MiB arrived intact");
             eprintln!("1 MiB through 10% loss in {:?}", started.elapsed());
             a.close().await;

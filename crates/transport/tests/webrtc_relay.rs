@@ -9,7 +9,7 @@ use std::{net::UdpSocket, process::Stdio, time::Duration};
 
 use mesh_transport::webrtc::{IceServer, WebRtcTransportFactory};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
 
@@ -97,27 +97,10 @@ async fn relay_only_transports_connect_through_turn() {
         .with_relay_only(true);
     let (a, b, log) = common::pair_logged(&factory, common::ordered_keys(), |signal| vec![signal]);
     let started = std::time::Instant::now();
-    a.open().await.unwrap();
-    b.open().await.unwrap();
-    let (x, y) = tokio::time::timeout(PATIENCE, async { tokio::join!(a.connected(), b.connected()) })
-        .await
-        .expect("connected through the relay in time");
-    let (mut x, mut y) = (x.unwrap(), y.unwrap());
+    let (mut x, mut y) = common::connect(&a, &b, PATIENCE).await;
     eprintln!("connected after {:?}", started.elapsed());
-
     let data: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let (sent, received) = tokio::join!(
-        async {
-            x.write_all(&data).await.unwrap();
-            x.shutdown().await.unwrap();
-        },
-        async {
-            let mut received = Vec::new();
-            tokio::time::timeout(PATIENCE, y.read_to_end(&mut received)).await.unwrap().unwrap();
-            received
-        }
-    );
-    let () = sent;
+    let received = common::send_through(&mut x, &mut y, &data, PATIENCE).await;
     eprintln!("transferred after {:?}", started.elapsed());
     assert!(received == data, "256 KiB arrived intact through the relay");
 

@@ -70,3 +70,32 @@ impl DxosPeer {
         self.stdin.flush().await.unwrap();
     }
 }
+
+/// Waits until every (hearer, heard) pair of `expected` came out of `heard`, in any order: what
+/// mesh peers' `hello` extensions report.
+pub async fn wait_heard(
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<(PublicKey, PublicKey)>,
+    expected: &[(PublicKey, PublicKey)],
+) {
+    let mut missing: std::collections::BTreeSet<(PublicKey, PublicKey)> = expected.iter().copied().collect();
+    tokio::time::timeout(PATIENCE, async {
+        while !missing.is_empty() {
+            let pair = heard.recv().await.unwrap();
+            missing.remove(&pair);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("hellos never heard: {missing:?}"));
+}
+
+/// Teleport with the `hello` test extension on every connection, reporting (local, remote) to
+/// `heard` for each hello received.
+pub fn hello_protocol(
+    heard: &tokio::sync::mpsc::UnboundedSender<(PublicKey, PublicKey)>,
+) -> std::sync::Arc<mesh::TeleportProtocol> {
+    let heard = heard.clone();
+    std::sync::Arc::new(mesh::TeleportProtocol::new(move |teleport| {
+        let hello = mesh_teleport::hello::Hello::new(teleport.local_peer(), heard.clone());
+        teleport.add_extension(mesh_teleport::hello::NAME, hello).expect("a valid extension name");
+    }))
+}

@@ -84,3 +84,39 @@ async fn forward(
         }
     }
 }
+
+/// Opens both sides and waits up to `patience` for both streams.
+pub async fn connect(
+    a: &Arc<dyn Transport>,
+    b: &Arc<dyn Transport>,
+    patience: std::time::Duration,
+) -> (mesh_transport::ByteStream, mesh_transport::ByteStream) {
+    a.open().await.unwrap();
+    b.open().await.unwrap();
+    let (x, y) = tokio::time::timeout(patience, async { tokio::join!(a.connected(), b.connected()) })
+        .await
+        .expect("connected in time");
+    (x.expect("the initiator connects"), y.expect("the answerer connects"))
+}
+
+/// Writes `data` into `x` and shuts it down while reading `y` to its end, and returns what `y` read.
+pub async fn send_through(
+    x: &mut mesh_transport::ByteStream,
+    y: &mut mesh_transport::ByteStream,
+    data: &[u8],
+    patience: std::time::Duration,
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ((), received) = tokio::join!(
+        async {
+            x.write_all(data).await.unwrap();
+            x.shutdown().await.unwrap();
+        },
+        async {
+            let mut received = Vec::new();
+            tokio::time::timeout(patience, y.read_to_end(&mut received)).await.unwrap().unwrap();
+            received
+        }
+    );
+    received
+}
