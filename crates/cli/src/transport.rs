@@ -159,6 +159,42 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn ice(args: &[&str]) -> anyhow::Result<Vec<IceServer>> {
+        let cli = Cli::try_parse_from(std::iter::once("mesh").chain(args.iter().copied()))?;
+        cli.reach.ice_servers()
+    }
+
+    #[test]
+    fn ice_servers_come_from_flags_and_relay_only_needs_a_turn_server() {
+        let servers = ice(&[
+            "--ice-server",
+            "stun:h:1",
+            "--ice-server",
+            "turn:h:2",
+            "--ice-username",
+            "u",
+            "--ice-credential",
+            "p",
+        ])
+        .unwrap();
+        assert_eq!(servers, [IceServer::stun("stun:h:1"), IceServer::turn("turn:h:2", "u", "p")]);
+        assert!(ice(&["--relay-only"]).is_err(), "relay-only without a TURN server is refused");
+        assert!(ice(&["--relay-only", "--ice-server", "stun:h:1"]).is_err());
+        assert!(
+            ice(&[
+                "--relay-only",
+                "--ice-server",
+                "turn:h:2",
+                "--ice-username",
+                "u",
+                "--ice-credential",
+                "p"
+            ])
+            .is_ok()
+        );
+        assert!(ice(&["--ice-servers", "/nonexistent/ice.json"]).is_err());
+    }
+
     #[test]
     fn dial_allow_adds_networks_to_loopback_or_allows_any() {
         let loopback = allow(&[]).unwrap();
