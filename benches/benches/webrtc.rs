@@ -11,7 +11,9 @@
 //!   the same runtime, socket buffers and 1 MiB send-buffer bound), alternating, 3 rounds each;
 //!   best and median, and the ratio transport / bare;
 //! - cycles: two transports connect, carry 64 KiB each way and close, 1,000 times; the
-//!   process's resident memory, open file descriptors and live tokio tasks, sampled along.
+//!   process's resident memory, open file descriptors and live tokio tasks, sampled along;
+//! - swarm-cycles: the same for two mesh peers, one of which joins the other's swarm and leaves
+//!   it again 1,000 times (signalling, swarm, Teleport and transport together).
 
 use std::{
     sync::Arc,
@@ -62,6 +64,9 @@ fn main() -> Result<()> {
         }
         if wants("cycles") {
             cycles().await?;
+        }
+        if wants("swarm-cycles") {
+            swarm_cycles().await?;
         }
         Ok(())
     })
@@ -379,35 +384,95 @@ fn open_fds() -> Result<usize> {
     Ok(std::fs::read_dir("/proc/self/fd")?.count())
 }
 
+/// Resident memory (KiB), open file descriptors and live tokio tasks, sampled after some cycles.
+struct Samples {
+    started: Instant,
+    first: Option<(u64, usize, usize)>,
+    last: (u64, usize, usize),
+}
+
+impl Samples {
+    fn new(title: &str) -> Self {
+        println!("{title}");
+        println!("  {:>6}  {:>10}  {:>8}  {:>10}", "cycles", "RSS KiB", "open fds", "live tasks");
+        Self { started: Instant::now(), first: None, last: (0, 0, 0) }
+    }
+
+    /// Samples after cycles 10, 250, 500, ...
+    async fn after(&mut self, cycle: usize) -> Result<()> {
+        if cycle != 10 && cycle % 250 != 0 {
+            return Ok(());
+        }
+        // Let tasks that end after a close (webrtc's drivers) finish before the sample.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rss = mesh_benches::proc_stats::rss_kib(std::process::id())?;
+        let (fds, tasks) = (open_fds()?, tokio::runtime::Handle::current().metrics().num_alive_tasks());
+        println!("  {cycle:>6}  {rss:>10}  {fds:>8}  {tasks:>10}");
+        self.first.get_or_insert((rss, fds, tasks));
+        self.last = (rss, fds, tasks);
+        Ok(())
+    }
+
+    fn report(self) {
+        let (first, last) = (self.first.unwrap_or(self.last), self.last);
+        println!(
+            "  {CYCLES} cycles in {:.1} s; from cycle 10 to {CYCLES}: RSS {:+} KiB, fds {:+}, tasks {:+}",
+            self.started.elapsed().as_secs_f64(),
+            last.0 as i64 - first.0 as i64,
+            last.1 as i64 - first.1 as i64,
+            last.2 as i64 - first.2 as i64
+        );
+    }
+}
+
 async fn cycles() -> Result<()> {
-    let pid = std::process::id();
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let sample = |cycle: usize| -> Result<(usize, u64, usize, usize)> {
-        Ok((cycle, mesh_benches::proc_stats::rss_kib(pid)?, open_fds()?, metrics.num_alive_tasks()))
-    };
-    println!("webrtc open/close cycles: two transports connect, carry 64 KiB each way, close");
-    println!("  {:>6}  {:>10}  {:>8}  {:>10}", "cycles", "RSS KiB", "open fds", "live tasks");
+    let mut samples =
+        Samples::new("webrtc open/close cycles: two transports connect, carry 64 KiB each way, close");
     let factory = WebRtcTransportFactory::loopback();
-    let started = Instant::now();
-    let mut samples = Vec::new();
     for cycle in 1..=CYCLES {
         one_cycle(&factory).await.with_context(|| format!("cycle {cycle}"))?;
-        if cycle == 10 || cycle % 250 == 0 {
-            // Let tasks that end after a close (webrtc's drivers) finish before the sample.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let (cycle, rss, fds, tasks) = sample(cycle)?;
-            println!("  {cycle:>6}  {rss:>10}  {fds:>8}  {tasks:>10}");
-            samples.push((rss, fds, tasks));
-        }
+        samples.after(cycle).await?;
     }
-    let (first, last) = (samples[0], samples[samples.len() - 1]);
-    println!(
-        "  {CYCLES} cycles in {:.1} s; from cycle 10 to {CYCLES}: RSS {:+} KiB, fds {:+}, tasks {:+}",
-        started.elapsed().as_secs_f64(),
-        last.0 as i64 - first.0 as i64,
-        last.1 as i64 - first.1 as i64,
-        last.2 as i64 - first.2 as i64
+    samples.report();
+    Ok(())
+}
+
+async fn swarm_cycles() -> Result<()> {
+    let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await?;
+    let (a, b) = (node(&server.url()).await?, node(&server.url()).await?);
+    let topic = DiscoveryKey::from_party(&Keypair::generate().public());
+    let swarm_a = a.join(topic, FullyConnected).await?;
+    let mut a_events = swarm_a.events();
+    let mut samples = Samples::new(
+        "webrtc swarm cycles: a mesh peer joins another's swarm over WebRTC (Teleport up), then leaves it",
     );
+    for cycle in 1..=CYCLES {
+        let swarm_b = b.join(topic, FullyConnected).await?;
+        let mut b_events = swarm_b.events();
+        tokio::time::timeout(
+            PATIENCE,
+            futures::future::try_join(
+                connected_to(&mut a_events, b.peer()),
+                connected_to(&mut b_events, a.peer()),
+            ),
+        )
+        .await
+        .with_context(|| format!("cycle {cycle} never connected"))??;
+        swarm_b.leave().await?;
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Event::Disconnected { peer, .. } = a_events.recv().await?
+                    && peer == b.peer()
+                {
+                    return anyhow::Ok(());
+                }
+            }
+        })
+        .await
+        .with_context(|| format!("cycle {cycle}: a never saw b leave"))??;
+        samples.after(cycle).await?;
+    }
+    samples.report();
     Ok(())
 }
 
