@@ -32,6 +32,7 @@
 mod events;
 mod ice;
 mod interfaces;
+mod peer;
 mod runtime;
 mod session;
 mod signals;
