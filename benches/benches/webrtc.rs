@@ -400,7 +400,7 @@ impl Samples {
 
     /// Samples after cycles 10, 250, 500, ...
     async fn after(&mut self, cycle: usize) -> Result<()> {
-        if cycle != 10 && cycle % 250 != 0 {
+        if cycle != 10 && !cycle.is_multiple_of(250) {
             return Ok(());
         }
         // Let tasks that end after a close (webrtc's drivers) finish before the sample.
