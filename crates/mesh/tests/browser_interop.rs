@@ -88,6 +88,7 @@ async fn browser_and_mesh_peers_form_one_swarm_over_webrtc_and_heal_after_a_relo
 
     // The low tab reloads and comes back with the same key: new connections, new hellos.
     while heard.try_recv().is_ok() {}
+    browser.forget();
     browser.command("reload 0").await;
     browser.wait(|e| e["event"] == "ready" && e["tab"] == 0).await;
     wait_heard(&mut heard, &[(mesh_a, low), (mesh_b, low)]).await;

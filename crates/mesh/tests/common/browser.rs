@@ -18,6 +18,9 @@ pub struct Browser {
     _child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
+    /// Events read while waiting for others, in order: the tabs report concurrently, and one
+    /// tab's events must not be lost while the test waits for another's.
+    unclaimed: Vec<Value>,
 }
 
 impl Browser {
@@ -52,13 +55,17 @@ impl Browser {
             .expect("node runs the browser driver");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut browser = Self { _child: child, stdin, stdout };
+        let mut browser = Self { _child: child, stdin, stdout, unclaimed: Vec::new() };
         browser.wait(|e| e["event"] == "browser").await;
         browser
     }
 
-    /// The first event `pick` takes. An `error` event from a page fails the test.
+    /// The first event `pick` takes, among those not taken yet. An `error` event from a page
+    /// fails the test.
     pub async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
+        if let Some(index) = self.unclaimed.iter().position(&mut pick) {
+            return self.unclaimed.remove(index);
+        }
         tokio::time::timeout(PATIENCE, async {
             loop {
                 let line = self
@@ -72,6 +79,7 @@ impl Browser {
                 if pick(&event) {
                     return event;
                 }
+                self.unclaimed.push(event);
             }
         })
         .await
@@ -85,6 +93,11 @@ impl Browser {
             let event = self.wait(|e| e["event"] == "hello" && e["tab"] == tab).await;
             missing.retain(|key| event["from"] != key.as_str());
         }
+    }
+
+    /// Drops the events not taken yet: what comes next is what the test waits for.
+    pub fn forget(&mut self) {
+        self.unclaimed.clear();
     }
 
     /// Writes one driver command (`reload N`, `leave N`, `open HEX`, ...).
