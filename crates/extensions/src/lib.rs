@@ -11,7 +11,9 @@
 //!   streaming), whose transfers resume where they were cut.
 //! - [`presence`]: who is online in the swarm and whom each peer is connected to, announced over
 //!   gossip as DXOS 0.8.3's `Presence` does.
+//! - [`auth`]: party admission: credentials, delegations, expiry and revocation.
 
+pub mod auth;
 pub mod blobs;
 pub mod gossip;
 mod message_port;
