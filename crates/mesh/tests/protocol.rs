@@ -37,6 +37,7 @@ async fn a_swarm_connection_runs_teleport_with_the_swarms_session() {
         topic: DiscoveryKey::from_party(&PublicKey::random()),
         session,
         initiator: true,
+        binding: None,
     };
     let close = CancellationToken::new();
     let running = {

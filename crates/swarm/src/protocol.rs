@@ -4,7 +4,7 @@ use std::{error::Error, sync::Arc};
 
 use async_trait::async_trait;
 use mesh_keys::{DiscoveryKey, PublicKey};
-use mesh_transport::ByteStream;
+use mesh_transport::{ByteStream, ChannelBinding};
 use tokio_util::sync::CancellationToken;
 
 /// Who a connection is between.
@@ -20,6 +20,9 @@ pub struct ConnectionInfo {
     pub session: PublicKey,
     /// Whether this side initiated it.
     pub initiator: bool,
+    /// The transport's channel binding ([`Transport::binding`](mesh_transport::Transport::binding)),
+    /// for proofs of identity bound to this connection; `None` where the transport has none.
+    pub binding: Option<ChannelBinding>,
 }
 
 /// The wire protocol of a swarm's connections.

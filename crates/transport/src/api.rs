@@ -132,6 +132,27 @@ pub trait Transport: Send + Sync + fmt::Debug {
     async fn close(&self);
     /// Traffic so far.
     fn stats(&self) -> TransportStats;
+    /// Once connected, a value both ends of this connection derive alike and nobody between them
+    /// can make the same on both sides: for WebRTC, both DTLS certificate fingerprints; for an
+    /// authenticated TCP link, its nonces. Proofs of identity made over the connection sign it,
+    /// so a proof made for one connection is worth nothing on another. `None` where the
+    /// transport has none (plain TCP with a DXOS peer, memory pipes).
+    fn binding(&self) -> Option<ChannelBinding> {
+        None
+    }
+}
+
+/// A transport's channel binding: see [`Transport::binding`].
+pub type ChannelBinding = [u8; 32];
+
+/// Hashes the parts of a channel binding, each length-prefixed, under a domain of its own.
+pub(crate) fn channel_binding(domain: &str, parts: &[&[u8]]) -> ChannelBinding {
+    let mut hasher = blake3::Hasher::new_derive_key(domain);
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    *hasher.finalize().as_bytes()
 }
 
 /// Makes transports of one kind.

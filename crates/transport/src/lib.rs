@@ -48,8 +48,8 @@ pub mod tcp;
 pub mod webrtc;
 
 pub use api::{
-    ByteStream, SignalSink, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
-    TransportStats,
+    ByteStream, ChannelBinding, SignalSink, Transport, TransportError, TransportFactory, TransportKind,
+    TransportOptions, TransportStats,
 };
 pub use link::{LinkAuth, LinkAuthError, NONCE_LEN};
 pub use metered::Metered;

@@ -147,7 +147,16 @@ async fn authenticated_peers_connect_and_talk() {
     initiator.transport.open().await.unwrap();
     responder.transport.signal(initiator.port_signal().await).await.unwrap();
     let (a, b) = (connected(&initiator).await.unwrap(), connected(&responder).await.unwrap());
+    let binding = initiator.transport.binding();
+    assert!(binding.is_some(), "an authenticated link has a channel binding");
+    assert_eq!(binding, responder.transport.binding(), "both ends derive the same binding");
     talk(a, b).await;
+
+    let (mut other, responder) = sides(true, |_, factory| factory);
+    other.transport.open().await.unwrap();
+    responder.transport.signal(other.port_signal().await).await.unwrap();
+    let _streams = (connected(&other).await.unwrap(), connected(&responder).await.unwrap());
+    assert_ne!(other.transport.binding(), binding, "another link, another binding");
 }
 
 #[tokio::test]

@@ -41,6 +41,8 @@ async fn two_transports_connect_through_their_signals_and_talk_both_ways() {
     let (a, b) = common::pair(&factory);
     let (mut x, mut y, setup) = connect(&a, &b).await;
     eprintln!("WebRTC setup, open to both connected: {setup:?}");
+    assert!(a.binding().is_some(), "a WebRTC connection has a channel binding");
+    assert_eq!(a.binding(), b.binding(), "both ends derive the same binding from the DTLS fingerprints");
 
     x.write_all(b"hello from the initiator").await.unwrap();
     y.write_all(b"hello back").await.unwrap();
@@ -223,6 +225,7 @@ fn signal_type(signal: &Struct) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lower_key_offers_whichever_side_initiated() {
     let (lower, higher) = common::ordered_keys();
+    let mut bindings = Vec::new();
     for (keys, case) in
         [((lower, higher), "the lower key initiates"), ((higher, lower), "the higher key initiates")]
     {
@@ -244,9 +247,12 @@ async fn the_lower_key_offers_whichever_side_initiated() {
             [(true, "offer".to_owned()), (false, "answer".to_owned())],
             "{case}: the lower key offers, the higher answers"
         );
+        assert_eq!(a.binding(), b.binding());
+        bindings.push(a.binding());
         a.close().await;
         b.close().await;
     }
+    assert_ne!(bindings[0], bindings[1], "each connection has its own binding");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,7 +52,8 @@ impl ConnectionTask {
             stream = connect(&*self.transport) => stream?,
         };
         let _ = self.feedback.send(Input::Connected(self.info.remote, self.info.session)).await;
-        let run = self.protocol.run(self.info, stream, self.close.clone());
+        let info = ConnectionInfo { binding: self.transport.binding(), ..self.info };
+        let run = self.protocol.run(info, stream, self.close.clone());
         let overdue = async {
             self.close.cancelled().await;
             tokio::time::sleep(CLOSE_GRACE).await;

@@ -343,7 +343,7 @@ impl Driver {
         let (signals, incoming) = mpsc::channel(self.swarm.config().transport_signal_queue.max(1));
         let close = CancellationToken::new();
         let task = ConnectionTask {
-            info: ConnectionInfo { own, remote: peer, topic, session, initiator },
+            info: ConnectionInfo { own, remote: peer, topic, session, initiator, binding: None },
             transport,
             protocol: self.services.protocol.clone(),
             close: close.clone(),

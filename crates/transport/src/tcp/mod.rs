@@ -39,8 +39,9 @@ use self::{
     listen::{ListenOn, Listeners},
 };
 use crate::{
-    ByteStream, LinkAuthError, Metered, Transport, TransportError, TransportFactory, TransportKind,
-    TransportOptions, TransportStats,
+    ByteStream, ChannelBinding, LinkAuthError, Metered, Transport, TransportError, TransportFactory,
+    TransportKind, TransportOptions, TransportStats,
+    api::channel_binding,
     handover::Handover,
     link::{LinkContext, LinkProver, Role},
     lock,
@@ -359,6 +360,22 @@ impl Transport for TcpTransport {
 
     fn stats(&self) -> TransportStats {
         self.inner.counters.stats()
+    }
+
+    /// An authenticated link's binding: its topic, session and both nonces, which both ends
+    /// proved they hold the keys for. A plain link has none.
+    fn binding(&self) -> Option<ChannelBinding> {
+        let options = &self.inner.options;
+        let link = options.link.filter(|_| matches!(self.inner.prover, Ok(Some(_))))?;
+        let (low, high) = if link.own_nonce <= link.remote_nonce {
+            (link.own_nonce, link.remote_nonce)
+        } else {
+            (link.remote_nonce, link.own_nonce)
+        };
+        Some(channel_binding(
+            "mesh tcp link binding v1",
+            &[options.topic.as_bytes(), options.session.as_bytes(), &low, &high],
+        ))
     }
 }
 

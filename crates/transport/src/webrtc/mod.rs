@@ -52,8 +52,8 @@ pub use self::{
 };
 use self::{session::Shared, signals::Signal};
 use crate::{
-    ByteStream, Transport, TransportError, TransportFactory, TransportKind, TransportOptions, TransportStats,
-    lock,
+    ByteStream, ChannelBinding, Transport, TransportError, TransportFactory, TransportKind, TransportOptions,
+    TransportStats, lock,
 };
 
 /// Makes [`WebRtcTransport`]s.
@@ -182,5 +182,9 @@ impl Transport for WebRtcTransport {
 
     fn stats(&self) -> TransportStats {
         self.shared.counters.stats()
+    }
+
+    fn binding(&self) -> Option<ChannelBinding> {
+        self.shared.binding.get().copied()
     }
 }

@@ -5,7 +5,7 @@
 //! time, so the negotiation is a plain sequence: no locks around the peer connection, and
 //! candidates that arrive before the remote description wait in a bounded list.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use mesh_keys::PublicKey;
 use tokio::sync::mpsc;
@@ -24,7 +24,10 @@ use super::{
     signals::{Signal, same_sdp},
     stream::DataChannelStream,
 };
-use crate::{ByteStream, Metered, TransportError, TransportOptions, handover::Handover, metered::Counters};
+use crate::{
+    ByteStream, ChannelBinding, Metered, TransportError, TransportOptions, api::channel_binding,
+    handover::Handover, metered::Counters,
+};
 
 /// Remote candidates kept while the remote description is still missing; a peer has a handful.
 const EARLY_CANDIDATES: usize = 64;
@@ -43,6 +46,8 @@ pub(super) struct Shared {
     /// The outcome, and the connected stream until `connected` takes it.
     pub(super) handover: Handover,
     pub(super) counters: Arc<Counters>,
+    /// The channel binding, once both descriptions are set.
+    pub(super) binding: OnceLock<ChannelBinding>,
     /// Stops every task of the transport, and closes the peer connection.
     pub(super) stop: CancellationToken,
     pub(super) tasks: TaskTracker,
@@ -58,6 +63,7 @@ impl Shared {
             unopened: Mutex::new(Some(unopened)),
             handover: Handover::new(),
             counters: Arc::default(),
+            binding: OnceLock::new(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
@@ -298,9 +304,15 @@ impl Session {
         Ok(())
     }
 
-    /// Both descriptions are set: the candidates that came early can be added now.
+    /// Both descriptions are set: the candidates that came early can be added now, and the
+    /// channel binding is known.
     async fn negotiated(&mut self) {
         self.negotiated = true;
+        let local =
+            self.peer.local_description().await.map(|description| description.sdp).unwrap_or_default();
+        let remote = self.remote_sdp.clone().unwrap_or_default();
+        let (offer, answer) = if self.offerer { (&local, &remote) } else { (&remote, &local) };
+        let _ = self.shared.binding.set(dtls_binding(offer, answer));
         for candidate in std::mem::take(&mut self.early_candidates) {
             self.add_candidate(candidate).await;
         }
@@ -326,6 +338,23 @@ impl Session {
             debug!(%err, "closing the peer connection");
         }
     }
+}
+
+/// The binding of a WebRTC connection: the DTLS certificate fingerprints of the offer and the
+/// answer. DTLS checks each side's certificate against them, so someone relaying between two
+/// peers, who must end DTLS with certificates of its own, leaves the two sides with different
+/// bindings.
+fn dtls_binding(offer: &str, answer: &str) -> ChannelBinding {
+    let fingerprints = |sdp: &str| -> String {
+        sdp.lines()
+            .filter_map(|line| line.trim().strip_prefix("a=fingerprint:"))
+            .map(|fingerprint| fingerprint.trim().to_ascii_lowercase() + "\n")
+            .collect()
+    };
+    channel_binding(
+        "mesh webrtc dtls binding v1",
+        &[fingerprints(offer).as_bytes(), fingerprints(answer).as_bytes()],
+    )
 }
 
 /// Waits for the offerer's channel to open; never resolves for the answerer.
