@@ -2,7 +2,11 @@
 //!
 //! - [`admission`]: credentials that admit a peer key to a party, issued by the party key or by a
 //!   delegate it named, with an optional expiry, verified as a chain from the party key down.
+//! - [`connection`]: each side of a connection proves its peer key over that connection (bound to
+//!   the transport) and, in a party, presents its admission; nothing else runs until it passed.
 
 pub mod admission;
+pub mod connection;
 
 pub use admission::{Admission, AdmissionError, Credential};
+pub use connection::{AuthError, AuthStats, Authenticator, ConnectionAuth, PartyPolicy};

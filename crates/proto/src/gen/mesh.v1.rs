@@ -67,6 +67,29 @@ impl ::prost::Name for Admission {
         "/mesh.v1.Admission".into()
     }
 }
+/// What a mesh peer answers to `dxos.mesh.teleport.auth.AuthService.Authenticate`, encoded as the
+/// response's `credential`: proof that it holds its peer key, bound to this connection, and its
+/// admission to the party when the party asks for one.
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ConnectionProof {
+    /// ed25519 signature by the prover's peer key over "mesh.v1.ConnectionProof\n", the
+    /// connection's 32-byte binding, the 32-byte challenge, the prover's key and the verifier's key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub admission: ::core::option::Option<Admission>,
+}
+impl ::prost::Name for ConnectionProof {
+    const NAME: &'static str = "ConnectionProof";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.ConnectionProof".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.ConnectionProof".into()
+    }
+}
 #[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BlobMessage {

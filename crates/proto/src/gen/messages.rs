@@ -52,6 +52,7 @@ macro_rules! for_each_message {
             $crate::mesh::v1::BlobWant,
             $crate::mesh::v1::ChallengeRequest,
             $crate::mesh::v1::ChallengeResponse,
+            $crate::mesh::v1::ConnectionProof,
             $crate::mesh::v1::GossipControl,
             $crate::mesh::v1::Graft,
             $crate::mesh::v1::IHave,
