@@ -30,7 +30,7 @@ mod protocol;
 mod swarm;
 
 pub use error::Error;
-pub use mesh_extensions::{blobs, gossip, presence};
+pub use mesh_extensions::{auth, blobs, gossip, presence};
 pub use mesh_keys::{DiscoveryKey, Keypair, PublicKey, SecretKey};
 pub use mesh_proto::Any;
 pub use mesh_signal as signal;

@@ -124,6 +124,6 @@ impl Node {
         topology: impl Topology + 'static,
         options: JoinOptions,
     ) -> Result<Swarm, Error> {
-        Swarm::join(&self.manager, topic, Box::new(topology), options).await
+        Swarm::join(&self.manager, &self.key, topic, Box::new(topology), options).await
     }
 }

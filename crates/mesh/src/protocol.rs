@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use mesh_teleport::{Params, Teleport};
 
-type Setup = dyn Fn(&Teleport) + Send + Sync;
+type Setup = dyn Fn(&Teleport, &ConnectionInfo) + Send + Sync;
 
 /// Runs Teleport over every connection of a swarm; `setup` adds the extensions to each.
 #[derive(Clone)]
@@ -25,6 +25,12 @@ impl std::fmt::Debug for TeleportProtocol {
 impl TeleportProtocol {
     /// A protocol whose connections get their extensions from `setup`.
     pub fn new(setup: impl Fn(&Teleport) + Send + Sync + 'static) -> Self {
+        Self { setup: Arc::new(move |teleport, _| setup(teleport)) }
+    }
+
+    /// A protocol whose connections get their extensions from `setup`, which also sees who the
+    /// connection is between and its transport's channel binding.
+    pub fn with_info(setup: impl Fn(&Teleport, &ConnectionInfo) + Send + Sync + 'static) -> Self {
         Self { setup: Arc::new(setup) }
     }
 }
@@ -39,7 +45,7 @@ impl Protocol for TeleportProtocol {
     ) -> Result<(), mesh_swarm::ProtocolError> {
         let params = Params { session: info.session, ..Params::new(info.initiator, info.own, info.remote) };
         let teleport = Teleport::new(stream, params);
-        (self.setup)(&teleport);
+        (self.setup)(&teleport, &info);
         let reason = tokio::select! {
             () = close.cancelled() => teleport.close().await,
             reason = teleport.closed() => reason,

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use mesh_extensions::{
+    auth::{self, Admission, AuthStats, Authenticator, PartyPolicy},
     blobs::{self, Blobs, BlobsConfig},
     gossip::{Gossip, GossipConfig},
     presence::{Presence, PresenceConfig},
 };
-use mesh_keys::DiscoveryKey;
+use mesh_keys::{DiscoveryKey, Keypair};
 use mesh_swarm::{Event, NetworkManager, SwarmHandle, topology::Topology};
 use mesh_teleport::Extension;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::{Error, TeleportProtocol};
 
@@ -24,6 +25,16 @@ pub struct JoinOptions {
     presence: PresenceConfig,
     blobs: BlobsConfig,
     extensions: Vec<(String, MakeExtension)>,
+    security: Option<Security>,
+}
+
+/// Who a swarm's connections admit.
+#[derive(Debug, Clone)]
+enum Security {
+    /// Any peer that proves its key over the connection.
+    Authenticated,
+    /// Members of a party, presenting this peer's admission.
+    Party { policy: PartyPolicy, admission: Admission },
 }
 
 impl std::fmt::Debug for JoinOptions {
@@ -34,6 +45,7 @@ impl std::fmt::Debug for JoinOptions {
             .field("presence", &self.presence)
             .field("blobs", &self.blobs)
             .field("extensions", &names)
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -57,6 +69,23 @@ impl JoinOptions {
         self
     }
 
+    /// Every connection starts with each side proving its peer key over that connection
+    /// (extension `dxos.mesh.teleport.auth`, bound to the transport); gossip, presence, blobs
+    /// and the extensions below run only once the remote passed. DXOS peers, which do not prove
+    /// their keys this way, are refused.
+    pub fn authenticated(mut self) -> Self {
+        self.security = Some(Security::Authenticated);
+        self
+    }
+
+    /// As [`JoinOptions::authenticated`], and every remote must also present an admission to
+    /// `policy`'s party (a credential chain from the party key), as this peer presents
+    /// `admission`. Revoking a key in `policy` refuses it from then on.
+    pub fn party(mut self, policy: PartyPolicy, admission: Admission) -> Self {
+        self.security = Some(Security::Party { policy, admission });
+        self
+    }
+
     /// Runs the extension `name` on every connection, a new one from `make` each time. It opens
     /// on a connection when the remote added the same name.
     pub fn extension<E, F>(mut self, name: impl Into<String>, make: F) -> Self
@@ -70,6 +99,25 @@ impl JoinOptions {
     }
 }
 
+/// What every connection of a swarm runs.
+struct SwarmExtensions {
+    gossip: Gossip,
+    blobs: Blobs,
+    own: Vec<(String, MakeExtension)>,
+}
+
+impl SwarmExtensions {
+    fn add_to(&self, teleport: &mesh_teleport::Teleport) {
+        // Names were checked when the first connection added them; a closed connection refuses
+        // every extension and is going anyway.
+        let _ = self.gossip.attach(teleport);
+        let _ = teleport.add_extension(blobs::EXTENSION, self.blobs.extension());
+        for (name, make) in &self.own {
+            let _ = teleport.add_extension_arc(name, make());
+        }
+    }
+}
+
 /// A joined swarm. Dropping it (or [`Swarm::leave`]) leaves.
 #[derive(Debug)]
 pub struct Swarm {
@@ -78,11 +126,13 @@ pub struct Swarm {
     gossip: Gossip,
     presence: Presence,
     blobs: Blobs,
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl Swarm {
     pub(crate) async fn join(
         manager: &NetworkManager,
+        key: &Keypair,
         topic: DiscoveryKey,
         topology: Box<dyn Topology>,
         options: JoinOptions,
@@ -90,18 +140,42 @@ impl Swarm {
         let gossip = Gossip::new(manager.own(), options.gossip);
         let presence = Presence::spawn(gossip.clone(), options.presence);
         let blobs = Blobs::new(options.blobs);
-        let (for_connections, for_blobs, extensions) = (gossip.clone(), blobs.clone(), options.extensions);
-        let protocol = TeleportProtocol::new(move |teleport| {
-            // Names were checked when the first connection added them; a closed connection
-            // refuses every extension and is going anyway.
-            let _ = for_connections.attach(teleport);
-            let _ = teleport.add_extension(blobs::EXTENSION, for_blobs.extension());
-            for (name, make) in &extensions {
-                let _ = teleport.add_extension_arc(name, make());
+        let auth = options.security.map(|security| {
+            let authenticator = Authenticator::new(key.clone());
+            Arc::new(match security {
+                Security::Authenticated => authenticator,
+                Security::Party { policy, admission } => {
+                    authenticator.with_policy(policy).with_admission(admission)
+                }
+            })
+        });
+        let extensions = Arc::new(SwarmExtensions {
+            gossip: gossip.clone(),
+            blobs: blobs.clone(),
+            own: options.extensions,
+        });
+        let for_connections = auth.clone();
+        let protocol = TeleportProtocol::with_info(move |teleport, info| match &for_connections {
+            None => extensions.add_to(teleport),
+            Some(auth) => {
+                // The swarm's extensions wait until the remote proved itself.
+                let (extensions, later) = (extensions.clone(), teleport.clone());
+                let _ = teleport.add_extension(
+                    auth::connection::NAME,
+                    auth.extension(info.binding, move |_| {
+                        extensions.add_to(&later);
+                    }),
+                );
             }
         });
         let handle = manager.join(topic, topology, Arc::new(protocol)).await?;
-        Ok(Self { topic, handle, gossip, presence, blobs })
+        Ok(Self { topic, handle, gossip, presence, blobs, auth })
+    }
+
+    /// Remotes that passed and were refused by connection authentication, if the swarm asks
+    /// for it ([`JoinOptions::authenticated`], [`JoinOptions::party`]).
+    pub fn auth_stats(&self) -> Option<watch::Receiver<AuthStats>> {
+        self.auth.as_ref().map(|auth| auth.watch_stats())
     }
 
     /// The swarm's topic.

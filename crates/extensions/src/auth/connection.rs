@@ -15,10 +15,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -35,6 +32,7 @@ use mesh_teleport::{
     service::Router,
 };
 use prost::Message;
+use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
@@ -100,8 +98,7 @@ pub struct Authenticator {
     admission: Option<Admission>,
     policy: Option<PartyPolicy>,
     timeout: Duration,
-    passed: AtomicU64,
-    refused: AtomicU64,
+    stats: watch::Sender<AuthStats>,
 }
 
 impl Authenticator {
@@ -112,8 +109,7 @@ impl Authenticator {
             admission: None,
             policy: None,
             timeout: DEFAULT_TIMEOUT,
-            passed: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            stats: watch::Sender::default(),
         }
     }
 
@@ -137,10 +133,12 @@ impl Authenticator {
 
     /// Remotes passed and refused so far.
     pub fn stats(&self) -> AuthStats {
-        AuthStats {
-            passed: self.passed.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
-        }
+        *self.stats.borrow()
+    }
+
+    /// [`Authenticator::stats`], as it changes.
+    pub fn watch_stats(&self) -> watch::Receiver<AuthStats> {
+        self.stats.subscribe()
     }
 
     /// The extension for one connection, whose transport gave `binding` (or none). `then` runs
@@ -296,14 +294,14 @@ async fn challenge(
     };
     match outcome {
         Ok(()) => {
-            shared.passed.fetch_add(1, Ordering::Relaxed);
+            shared.stats.send_modify(|stats| stats.passed += 1);
             debug!(remote = %remote.short(), "remote authenticated");
             if let Some(then) = then {
                 then(remote);
             }
         }
         Err(err) => {
-            shared.refused.fetch_add(1, Ordering::Relaxed);
+            shared.stats.send_modify(|stats| stats.refused += 1);
             warn!(remote = %remote.short(), %err, "remote refused");
             ctx.close(Some(err.to_string()));
         }
