@@ -140,6 +140,11 @@ impl Admission {
         self
     }
 
+    /// The party this is an admission to (as the chain says; [`Admission::verify`] checks it).
+    pub fn party(&self) -> Option<PublicKey> {
+        self.chain.first().map(|credential| credential.party)
+    }
+
     /// The member this admits: the last subject.
     pub fn member(&self) -> Option<PublicKey> {
         self.chain.last().map(|credential| credential.subject)

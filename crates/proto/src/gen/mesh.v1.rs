@@ -277,6 +277,133 @@ impl ::prost::Name for Prune {
         "/mesh.v1.Prune".into()
     }
 }
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct InvitationMessage {
+    #[prost(oneof = "invitation_message::Kind", tags = "1, 2, 3, 4, 5")]
+    pub kind: ::core::option::Option<invitation_message::Kind>,
+}
+/// Nested message and enum types in `InvitationMessage`.
+pub mod invitation_message {
+    #[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        Start(super::InvitationStart),
+        #[prost(message, tag = "2")]
+        Reply(super::InvitationReply),
+        #[prost(message, tag = "3")]
+        Claim(super::InvitationClaim),
+        #[prost(message, tag = "4")]
+        Grant(super::InvitationGrant),
+        #[prost(message, tag = "5")]
+        Refused(super::InvitationRefused),
+    }
+}
+impl ::prost::Name for InvitationMessage {
+    const NAME: &'static str = "InvitationMessage";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.InvitationMessage".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.InvitationMessage".into()
+    }
+}
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct InvitationStart {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub spake: ::prost::alloc::vec::Vec<u8>,
+}
+impl ::prost::Name for InvitationStart {
+    const NAME: &'static str = "InvitationStart";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.InvitationStart".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.InvitationStart".into()
+    }
+}
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct InvitationReply {
+    #[prost(bytes = "vec", tag = "1")]
+    pub spake: ::prost::alloc::vec::Vec<u8>,
+    /// keyed BLAKE3 of "member" and both SPAKE2 messages, under the derived key.
+    #[prost(bytes = "vec", tag = "2")]
+    pub confirm: ::prost::alloc::vec::Vec<u8>,
+}
+impl ::prost::Name for InvitationReply {
+    const NAME: &'static str = "InvitationReply";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.InvitationReply".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.InvitationReply".into()
+    }
+}
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct InvitationClaim {
+    /// keyed BLAKE3 of "guest" and both SPAKE2 messages, under the derived key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub confirm: ::prost::alloc::vec::Vec<u8>,
+    /// The guest's peer key, and its signature over "mesh.v1.InvitationClaim\n" and `confirm`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub peer: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+}
+impl ::prost::Name for InvitationClaim {
+    const NAME: &'static str = "InvitationClaim";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.InvitationClaim".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.InvitationClaim".into()
+    }
+}
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct InvitationGrant {
+    #[prost(message, optional, tag = "1")]
+    pub admission: ::core::option::Option<Admission>,
+    /// keyed BLAKE3 of "grant" and the admission's encoding, under the derived key.
+    #[prost(bytes = "vec", tag = "2")]
+    pub mac: ::prost::alloc::vec::Vec<u8>,
+}
+impl ::prost::Name for InvitationGrant {
+    const NAME: &'static str = "InvitationGrant";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.InvitationGrant".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.InvitationGrant".into()
+    }
+}
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct InvitationRefused {
+    #[prost(string, tag = "1")]
+    pub reason: ::prost::alloc::string::String,
+}
+impl ::prost::Name for InvitationRefused {
+    const NAME: &'static str = "InvitationRefused";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.InvitationRefused".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.InvitationRefused".into()
+    }
+}
 /// Asks for a fresh nonce for `peer`.
 #[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -56,6 +56,12 @@ macro_rules! for_each_message {
             $crate::mesh::v1::GossipControl,
             $crate::mesh::v1::Graft,
             $crate::mesh::v1::IHave,
+            $crate::mesh::v1::InvitationClaim,
+            $crate::mesh::v1::InvitationGrant,
+            $crate::mesh::v1::InvitationMessage,
+            $crate::mesh::v1::InvitationRefused,
+            $crate::mesh::v1::InvitationReply,
+            $crate::mesh::v1::InvitationStart,
             $crate::mesh::v1::Prune,
         }
     };
