@@ -2,6 +2,7 @@
 
 mod demo;
 mod ice;
+mod invite;
 mod keygen;
 mod peer;
 mod signal;
@@ -27,6 +28,10 @@ enum Command {
     Peer(peer::Args),
     /// Watch a swarm form on loopback: an embedded signal server and N peers over real sockets.
     Demo(demo::Args),
+    /// Invite a new peer into a party: prints a one-time code and waits for the peer to use it.
+    Invite(invite::InviteArgs),
+    /// Join a party with a code from `mesh invite`; the admission is stored next to the key.
+    Join(invite::JoinArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +62,8 @@ fn main() -> anyhow::Result<()> {
         Command::Keygen(args) => keygen::run(args),
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Peer(args) => runtime.block_on(peer::run(args)),
+        Command::Invite(args) => runtime.block_on(invite::invite(args)),
+        Command::Join(args) => runtime.block_on(invite::join(args)),
     };
     // Without waiting for blocking reads (stdin) that will never finish: a peer that fails exits
     // at once instead of when its input closes.

@@ -149,7 +149,7 @@ impl TopologySpec {
     }
 }
 
-fn keypair(path: Option<&PathBuf>) -> Result<Keypair> {
+pub(crate) fn keypair(path: Option<&PathBuf>) -> Result<Keypair> {
     let Some(path) = path else { return Ok(Keypair::generate()) };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let secret: SecretKey =

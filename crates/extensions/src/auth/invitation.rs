@@ -274,7 +274,9 @@ enum Role {
     Guest(Arc<Redemption>),
 }
 
-/// The invitation exchange on one connection.
+/// The invitation exchange on one connection. Its task ends by itself when the connection does
+/// (after reading what arrived before the close, so a grant followed at once by a close is not
+/// lost), or when the extension is dropped.
 #[derive(Debug)]
 pub struct InvitationExtension {
     role: Role,
@@ -292,14 +294,6 @@ impl Extension for InvitationExtension {
         *self.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Some(AbortOnDropHandle::new(task));
         Ok(())
-    }
-
-    async fn on_close(&self, _error: Option<String>) {
-        if let (Role::Guest(redemption), Some(_task)) =
-            (&self.role, self.task.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take())
-        {
-            redemption.finish(Err(InvitationError::Closed));
-        }
     }
 }
 
