@@ -31,6 +31,13 @@ async fn redeem(
     outcome
 }
 
+/// The same invitation id with another secret: the member's proof does not hold for the guest.
+fn wrong_secret(code: InvitationCode) -> InvitationCode {
+    let text = code.to_string();
+    let last = if text.ends_with('0') { '1' } else { '0' };
+    format!("{}{last}", &text[..text.len() - 1]).parse().unwrap()
+}
+
 fn admits(admission: &Admission, party: PublicKey, member: PublicKey) -> bool {
     admission.verify(party, member, SystemTime::now(), &|_| false).is_ok()
 }
@@ -64,11 +71,7 @@ async fn a_wrong_secret_fails_and_spends_an_attempt() {
     let party = Keypair::generate();
     let invitations = Invitations::new(party.clone(), party.public(), None);
     let code = invitations.create(Duration::from_secs(600));
-    // The same id with another secret: the member's proof does not hold for the guest.
-    let text = code.to_string();
-    let last = if text.ends_with('0') { '1' } else { '0' };
-    let wrong: InvitationCode = format!("{}{last}", &text[..text.len() - 1]).parse().unwrap();
-    let result = redeem(&invitations, wrong, &Keypair::generate()).await;
+    let result = redeem(&invitations, wrong_secret(code), &Keypair::generate()).await;
     assert_eq!(result.unwrap_err(), InvitationError::WrongSecret);
     assert!(invitations.granted().borrow().is_empty());
 
@@ -82,9 +85,7 @@ async fn attempts_run_out() {
     let party = Keypair::generate();
     let invitations = Invitations::new(party.clone(), party.public(), None);
     let code = invitations.create(Duration::from_secs(600));
-    let text = code.to_string();
-    let last = if text.ends_with('0') { '1' } else { '0' };
-    let wrong: InvitationCode = format!("{}{last}", &text[..text.len() - 1]).parse().unwrap();
+    let wrong = wrong_secret(code);
     for _ in 0..mesh_extensions::auth::invitation::ATTEMPTS {
         assert!(redeem(&invitations, wrong, &Keypair::generate()).await.is_err());
     }
