@@ -5,80 +5,9 @@
 
 mod common;
 
-use std::{process::Stdio, time::Duration};
+use tokio::process::Child;
 
-use serde_json::Value;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
-};
-
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Peer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
-    key: String,
-}
-
-impl Peer {
-    async fn spawn(url: &str, topic: &str, transport: &[&str]) -> Self {
-        Self::spawn_with(url, topic, transport, &[]).await
-    }
-
-    async fn spawn_with(url: &str, topic: &str, transport: &[&str], extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
-            .args(["peer", "--signal", url, "--topic", topic, "--json"])
-            .args(transport)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut peer = Self { child, stdin, stdout, key: String::new() };
-        peer.key = peer.wait(|e| e["event"] == "ready").await["peer"].as_str().unwrap().to_owned();
-        peer
-    }
-
-    async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let line = self.stdout.next_line().await.unwrap().expect("the peer exited");
-                let event: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-                if pick(&event) {
-                    return event;
-                }
-            }
-        })
-        .await
-        .expect("expected event from mesh peer")
-    }
-
-    async fn wait_connected(&mut self, others: &[String]) {
-        let mut missing: Vec<String> = others.to_vec();
-        while !missing.is_empty() {
-            let event = self.wait(|e| e["event"] == "connected").await;
-            missing.retain(|peer| event["peer"] != peer.as_str());
-        }
-    }
-
-    async fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
-        stdin.flush().await.unwrap();
-    }
-
-    async fn exit(mut self) {
-        drop(self.stdin.take());
-        let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "mesh peer exited with {status}");
-    }
-}
+use common::peer::Peer;
 
 async fn three_peers_exchange_lines(transport: &[&str]) {
     let (_server, url) = common::signal_server().await;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use mesh_extensions::auth::{Admission, Authenticator, Credential, PartyPolicy, connection::NAME};
+use mesh_extensions::auth::{Admission, Authenticator, Credential, PartyPolicy};
 use mesh_keys::{Keypair, PublicKey};
 use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Params, Teleport};
 use tokio::sync::mpsc;
@@ -50,11 +50,11 @@ fn side(teleport: Teleport, auth: &Arc<Authenticator>) -> Side {
     let (admitted_tx, admitted) = mpsc::unbounded_channel();
     let (data_tx, data) = mpsc::unbounded_channel();
     let after = teleport.clone();
-    let extension = auth.extension(Some([42; 32]), move |remote| {
+    auth.attach(&teleport, Some([42; 32]), move |remote| {
         let _ = admitted_tx.send(remote);
         after.add_extension(PARTY_DATA, PartyData { received: data_tx }).unwrap();
-    });
-    teleport.add_extension(NAME, extension).unwrap();
+    })
+    .unwrap();
     Side { teleport, admitted, data }
 }
 
@@ -167,4 +167,28 @@ async fn a_revoked_delegation_is_refused() {
     party.policy.revoke(delegate.public());
     let (x, y) = connect(alice.public(), &a, member.public(), &b);
     refused(x, y, &a).await;
+}
+
+#[tokio::test]
+async fn a_remote_that_does_not_authenticate_is_refused_in_time() {
+    let party = Party::new();
+    let (alice, _) = party.member(None);
+    let member = Keypair::generate();
+    let credential = Credential::issue(&party.key, party.key.public(), alice.public(), None, false);
+    let a = Arc::new(
+        Authenticator::new(alice.clone())
+            .with_admission(Admission::direct(credential))
+            .with_policy(party.policy.clone())
+            .with_timeout(Duration::from_millis(200)),
+    );
+    // The remote runs Teleport, and the party's extension, but never the auth extension: as a
+    // DXOS peer would.
+    let (a_io, b_io) = tokio::io::duplex(64 << 10);
+    let refuser = side(Teleport::new(a_io, Params::new(true, alice.public(), member.public())), &a);
+    let silent = Teleport::new(b_io, Params::new(false, member.public(), alice.public()));
+    let (data_tx, data) = mpsc::unbounded_channel();
+    silent.add_extension(PARTY_DATA, PartyData { received: data_tx }).unwrap();
+    let (_, admitted) = mpsc::unbounded_channel();
+    let other = Side { teleport: silent, admitted, data };
+    refused(refuser, other, &a).await;
 }

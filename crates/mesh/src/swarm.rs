@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mesh_extensions::{
-    auth::{self, Admission, AuthStats, Authenticator, PartyPolicy},
+    auth::{Admission, AuthStats, Authenticator, PartyPolicy},
     blobs::{self, Blobs, BlobsConfig},
     gossip::{Gossip, GossipConfig},
     presence::{Presence, PresenceConfig},
@@ -160,12 +160,7 @@ impl Swarm {
             Some(auth) => {
                 // The swarm's extensions wait until the remote proved itself.
                 let (extensions, later) = (extensions.clone(), teleport.clone());
-                let _ = teleport.add_extension(
-                    auth::connection::NAME,
-                    auth.extension(info.binding, move |_| {
-                        extensions.add_to(&later);
-                    }),
-                );
+                let _ = auth.attach(teleport, info.binding, move |_| extensions.add_to(&later));
             }
         });
         let handle = manager.join(topic, topology, Arc::new(protocol)).await?;

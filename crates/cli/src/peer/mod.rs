@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use mesh::TeleportProtocol;
 use mesh_extensions::{
+    auth::{Authenticator, PartyPolicy},
     blobs::{self, BlobHash, Blobs},
     gossip::{self, Gossip, GossipConfig, GossipExtension},
     presence::{Presence, PresenceConfig, PresenceEvent},
@@ -20,7 +21,7 @@ use mesh_swarm::{
     Event as SwarmEvent, NetworkManager, SwarmConfig,
     topology::{FullyConnected, Mmst, Star, Topology},
 };
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError};
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Teleport};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -45,6 +46,11 @@ pub(crate) struct Args {
     /// A party key (64 hex characters); the topic is its discovery key.
     #[arg(long)]
     party: Option<PublicKey>,
+    /// This peer's admission to the party (`KEY.admission`, from `mesh join`). With it, the
+    /// swarm is members-only: every connection proves the remote's key and admission before
+    /// lines, presence or blobs flow on it.
+    #[arg(long, requires = "key")]
+    admission: Option<PathBuf>,
     /// This peer's secret key file (from `mesh keygen`); a new key is made when absent.
     #[arg(long)]
     key: Option<PathBuf>,
@@ -234,10 +240,27 @@ fn print_presence(out: Out, event: PresenceEvent) {
 pub(crate) async fn run(args: Args) -> Result<()> {
     let pair = keypair(args.key.as_ref())?;
     let own = pair.public();
-    let topic = match (args.topic, args.party) {
+    let admission = args.admission.as_deref().map(crate::invite::read_admission).transpose()?;
+    let party = match (&admission, args.party) {
+        (Some(admission), Some(party)) if admission.party() != Some(party) => {
+            bail!(
+                "the admission is to party {}, not to --party {party}",
+                admission.party().map_or(String::new(), |p| p.to_hex())
+            )
+        }
+        (Some(admission), _) => admission.party(),
+        (None, party) => party,
+    };
+    let topic = match (args.topic, party) {
         (Some(topic), _) => topic,
         (None, Some(party)) => DiscoveryKey::from_party(&party),
         (None, None) => bail!("give --topic or --party"),
+    };
+    let auth = match (admission, party) {
+        (Some(admission), Some(party)) => Some(Arc::new(
+            Authenticator::new(pair.clone()).with_policy(PartyPolicy::new(party)).with_admission(admission),
+        )),
+        _ => None,
     };
     let topology = args.topology.build(own);
     let out = Out { json: args.json };
@@ -266,11 +289,19 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let mut presence_events = presence.events();
     let blob_store = Blobs::default();
     let (for_connections, for_blobs) = (gossip.clone(), blob_store.clone());
-    let protocol = TeleportProtocol::new(move |teleport| {
+    let add_extensions = Arc::new(move |teleport: &Teleport| {
         let reported = Reported { gossip: for_connections.extension(), out, open: Default::default() };
         // Constant names without '/': adding them cannot fail.
         let _ = teleport.add_extension(gossip::EXTENSION, reported);
         let _ = teleport.add_extension(blobs::EXTENSION, for_blobs.extension());
+    });
+    let protocol = TeleportProtocol::with_info(move |teleport, info| match &auth {
+        None => add_extensions(teleport),
+        Some(auth) => {
+            // In a members-only swarm, the rest waits until the remote proved itself.
+            let (add, later) = (add_extensions.clone(), teleport.clone());
+            let _ = auth.attach(teleport, info.binding, move |_| add(&later));
+        }
     });
     let mut fetching = match (args.fetch, args.out.clone()) {
         (Some(hash), Some(path)) => Some(Box::pin(share::fetch(blob_store.clone(), hash, path, out))),

@@ -1,6 +1,8 @@
 //! Helpers shared by the `mesh` command tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod peer;
+
 use std::{process::Stdio, time::Duration};
 
 use tokio::{

@@ -9,9 +9,10 @@
 //! with different bindings. A transport without a binding falls back to the connection's session
 //! id, which still makes every proof single-use but does not stop a relay.
 //!
-//! Until this side has checked the remote, nothing else should run: [`Authenticator::extension`]
+//! Until this side has checked the remote, nothing else should run: [`Authenticator::attach`]
 //! takes what to do once the remote passed (add the party's other extensions). A remote that
-//! fails is logged, counted, and the connection is closed with the reason.
+//! fails, or does not authenticate in time, is logged, counted, and the connection is closed with
+//! the reason; the swarm's backoff then spaces out its next attempts.
 
 use std::{
     collections::HashSet,
@@ -26,13 +27,13 @@ use mesh_proto::{
     mesh::v1 as wire,
 };
 use mesh_teleport::{
-    Extension, ExtensionContext, ExtensionError, RpcError,
+    Extension, ExtensionContext, ExtensionError, RpcError, Teleport,
     muxer::RPC_CONTENT_TYPE,
     rpc::{RpcConfig, RpcPeer},
     service::Router,
 };
 use prost::Message;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
@@ -141,19 +142,43 @@ impl Authenticator {
         self.stats.subscribe()
     }
 
-    /// The extension for one connection, whose transport gave `binding` (or none). `then` runs
-    /// once the remote passed, with the remote's key; it never runs for a remote that failed.
-    pub fn extension(
+    /// Authenticates the remote of `teleport`, whose transport gave `binding` (or none): adds the
+    /// extension, and `then` runs once the remote passed, with its key; it never runs for a remote
+    /// that failed. The remote has [`Authenticator::with_timeout`] from now: one that never opens
+    /// the extension (a DXOS peer, or a mesh peer that does not authenticate) is refused then.
+    pub fn attach(
         self: &Arc<Self>,
+        teleport: &Teleport,
         binding: Option<[u8; 32]>,
         then: impl FnOnce(PublicKey) + Send + 'static,
-    ) -> ConnectionAuth {
-        ConnectionAuth {
+    ) -> Result<(), ExtensionError> {
+        let (decided, on_decided) = oneshot::channel();
+        let extension = ConnectionAuth {
             shared: self.clone(),
             binding,
-            then: Mutex::new(Some(Box::new(then))),
+            then: Mutex::new(Some((Box::new(then), decided))),
             open: Mutex::default(),
-        }
+        };
+        teleport.add_extension(NAME, extension)?;
+        let (shared, teleport) = (self.clone(), teleport.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                // Decided by the challenge, or the extension is gone with its connection.
+                _ = on_decided => {}
+                _ = teleport.closed() => {}
+                () = tokio::time::sleep(shared.timeout) => {
+                    let err = AuthError::NoAnswer(format!("the remote did not authenticate within {:?}", shared.timeout));
+                    shared.refused(teleport.remote_peer(), &err);
+                    teleport.close_with(Some(err.to_string())).await;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn refused(&self, remote: PublicKey, err: &AuthError) {
+        self.stats.send_modify(|stats| stats.refused += 1);
+        warn!(remote = %remote.short(), %err, "remote refused");
     }
 
     /// This side's proof for `challenge` from `verifier` on a connection bound to `binding`.
@@ -220,11 +245,12 @@ pub enum AuthError {
 
 type Then = Box<dyn FnOnce(PublicKey) + Send>;
 
-/// Connection authentication on one connection; made by [`Authenticator::extension`].
-pub struct ConnectionAuth {
+/// Connection authentication on one connection; added by [`Authenticator::attach`].
+struct ConnectionAuth {
     shared: Arc<Authenticator>,
     binding: Option<[u8; 32]>,
-    then: Mutex<Option<Then>>,
+    /// What to run once the remote passed, and where to say that the remote was decided on.
+    then: Mutex<Option<(Then, oneshot::Sender<()>)>>,
     open: Mutex<Option<(RpcPeer, AbortOnDropHandle<()>)>>,
 }
 
@@ -275,7 +301,7 @@ async fn challenge(
     rpc: RpcPeer,
     ctx: ExtensionContext,
     binding: [u8; 32],
-    then: Option<Then>,
+    then: Option<(Then, oneshot::Sender<()>)>,
 ) {
     let remote = ctx.remote_peer();
     let challenge: [u8; CHALLENGE_LEN] = rand::random();
@@ -292,17 +318,16 @@ async fn challenge(
         Ok(Err(err)) => Err(AuthError::NoAnswer(err.to_string())),
         Err(_) => Err(AuthError::NoAnswer(format!("no answer within {:?}", shared.timeout))),
     };
+    let Some((then, decided)) = then else { return };
+    let _ = decided.send(());
     match outcome {
         Ok(()) => {
             shared.stats.send_modify(|stats| stats.passed += 1);
             debug!(remote = %remote.short(), "remote authenticated");
-            if let Some(then) = then {
-                then(remote);
-            }
+            then(remote);
         }
         Err(err) => {
-            shared.stats.send_modify(|stats| stats.refused += 1);
-            warn!(remote = %remote.short(), %err, "remote refused");
+            shared.refused(remote, &err);
             ctx.close(Some(err.to_string()));
         }
     }

@@ -12,5 +12,5 @@ pub mod connection;
 pub mod invitation;
 
 pub use admission::{Admission, AdmissionError, Credential};
-pub use connection::{AuthError, AuthStats, Authenticator, ConnectionAuth, PartyPolicy};
+pub use connection::{AuthError, AuthStats, Authenticator, PartyPolicy};
 pub use invitation::{InvitationCode, InvitationError, Invitations, Redemption};
