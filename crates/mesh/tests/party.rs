@@ -1,25 +1,40 @@
-//! A party swarm over real sockets: two members, admitted by the party key (one directly, one
+//! A party swarm over real sockets (TCP, and WebRTC): two members, admitted by the party key (one directly, one
 //! through a delegate), and an outsider who joins the same topic with a credential it issued
 //! itself. The members authenticate each other over their TCP links and exchange gossip and a
 //! blob; the outsider's connections are refused on both members, and it receives neither.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use mesh::{
     Any, DiscoveryKey, JoinOptions, Keypair, Node,
     auth::{Admission, Credential, PartyPolicy},
     topology::FullyConnected,
+    transport::webrtc::WebRtcTransportFactory,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-async fn node(url: &str, key: &Keypair) -> Node {
-    Node::builder().signal([url.to_owned()]).key(key.clone()).spawn().await.unwrap()
+/// A node with `key` on TCP (the default, whose links between mesh peers are authenticated) or
+/// on WebRTC (whose connections bind to their DTLS fingerprints).
+async fn node(url: &str, key: &Keypair, webrtc: bool) -> Node {
+    let builder = Node::builder().signal([url.to_owned()]).key(key.clone());
+    let builder =
+        if webrtc { builder.transport(Arc::new(WebRtcTransportFactory::loopback())) } else { builder };
+    builder.spawn().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_members_get_party_data() {
+async fn only_members_get_party_data_over_tcp() {
+    only_members_get_party_data(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_get_party_data_over_webrtc() {
+    only_members_get_party_data(true).await;
+}
+
+async fn only_members_get_party_data(webrtc: bool) {
     let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await.unwrap();
     let url = server.url();
     let party = Keypair::generate();
@@ -36,7 +51,11 @@ async fn only_members_get_party_data() {
     let forged =
         Admission::direct(Credential::issue(&outsider, party.public(), outsider.public(), None, false));
 
-    let (a, b, c) = (node(&url, &alice).await, node(&url, &bob).await, node(&url, &outsider).await);
+    let (a, b, c) = (
+        node(&url, &alice, webrtc).await,
+        node(&url, &bob, webrtc).await,
+        node(&url, &outsider, webrtc).await,
+    );
     let a = a
         .join_with(topic, FullyConnected, JoinOptions::default().party(policy.clone(), alice_admission))
         .await
