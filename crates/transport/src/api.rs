@@ -10,7 +10,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::{LinkAuth, LinkAuthError};
+use crate::{LinkAuth, LinkAuthError, noise::NoiseError};
 
 /// Signals a transport may have waiting to be sent at once; transports send a handful each.
 const SIGNAL_QUEUE: usize = 64;
@@ -48,6 +48,8 @@ pub enum TransportKind {
     Tcp,
     /// WebRTC data channels.
     WebRtc,
+    /// TCP encrypted with Noise (`tcp+noise`), between mesh peers only.
+    NoiseTcp,
 }
 
 /// What a transport needs to know about its connection.
@@ -110,6 +112,9 @@ pub enum TransportError {
     /// The remote did not prove it is the expected peer (or this side could not prove itself).
     #[error("link authentication failed: {0}")]
     LinkAuth(#[from] LinkAuthError),
+    /// The Noise handshake failed: the remote is not the expected peer, or does not speak Noise.
+    #[error("noise handshake failed: {0}")]
+    Noise(#[from] NoiseError),
 }
 
 impl TransportError {
