@@ -12,9 +12,12 @@
 //! Each payload is the sender's peer-key signature over its static key (see `static_key`), and
 //! each side checks the remote's against the key signaling named. The listener learns who
 //! dialled before it reveals its own static key, so a stray connection learns nothing but an
-//! ephemeral key. The prologue holds the topic, the session and both peer keys: two sides that
-//! disagree on which connection attempt this is fail at the first encrypted message, and the
-//! handshake hash (the connection's channel binding) covers all of it.
+//! ephemeral key. The prologue holds the topic and the session: two sides that disagree on which
+//! connection attempt this is fail at the first encrypted message. The peer keys are left out of
+//! it on purpose: the signatures check them, and a side that reads an impostor's signed static
+//! key can say so ([`NoiseError::WrongPeer`]) where a prologue mismatch would only say the bytes
+//! did not decrypt. The handshake hash (the connection's channel binding) covers the prologue
+//! and both sides' ephemeral and static keys, and so, through the signatures, the peer keys.
 //!
 //! Messages are bounded (a longer one means the remote does not speak this), and the whole
 //! exchange has a deadline, so a connection that stalls or sends garbage costs little.
@@ -48,7 +51,7 @@ use crate::{
 /// the CPU's AES instructions, several GB/s a core), curve25519-dalek X25519.
 const PROTOCOL: &str = "Noise_XX_25519_AESGCM_SHA256";
 
-/// What the prologue starts with, before the connection attempt's topic, session and keys.
+/// What the prologue starts with, before the connection attempt's topic and session.
 const PROLOGUE_DOMAIN: &[u8] = b"mesh noise v1\0";
 
 /// The domain of the channel binding derived from the handshake hash.
@@ -80,16 +83,7 @@ impl NoiseUpgrade {
     /// The handshake for the connection of `options`, proving this side with `key` (which must
     /// be signed by `options.own`) and finishing within `timeout`.
     pub(super) fn new(key: Arc<StaticKey>, options: &TransportOptions, timeout: Duration) -> Self {
-        let (initiator, responder) =
-            if options.initiator { (options.own, options.remote) } else { (options.remote, options.own) };
-        let prologue = [
-            PROLOGUE_DOMAIN,
-            &options.topic.to_bytes(),
-            options.session.as_bytes(),
-            initiator.as_bytes(),
-            responder.as_bytes(),
-        ]
-        .concat();
+        let prologue = [PROLOGUE_DOMAIN, &options.topic.to_bytes(), options.session.as_bytes()].concat();
         Self { key, initiator: options.initiator, remote: options.remote, prologue, timeout }
     }
 
@@ -269,25 +263,22 @@ mod tests {
     async fn a_static_key_signed_by_another_peer_is_refused_either_way() {
         let (alice, bob, mallory) = (peer(), peer(), peer());
         let session = PublicKey::random();
-        // Mallory answers as herself where Alice expects Bob: their prologues differ, and Alice
-        // refuses before revealing her key.
+        // Mallory answers where Alice expects Bob: Alice refuses before revealing her key.
         let (a, m) =
             run(upgrade(&alice, &bob, true, session), upgrade(&mallory, &alice, false, session)).await;
-        assert!(matches!(a, Err(NoiseError::Decrypt)), "{a:?}");
+        assert!(matches!(a, Err(NoiseError::WrongPeer)), "{a:?}");
         assert!(matches!(m, Err(NoiseError::Closed)), "{m:?}");
 
-        // The prologue names both keys, so Mallory must claim to be Bob to get that far: then
-        // Alice reads Mallory's static key and finds it is not Bob's.
+        // Mallory sends Bob's signature with her own static key.
         let impostor = Peer { identity: bob.identity.clone(), key: mallory.key.clone() };
         let (a, m) =
             run(upgrade(&alice, &bob, true, session), upgrade(&impostor, &alice, false, session)).await;
         assert!(matches!(a, Err(NoiseError::WrongPeer)), "{a:?}");
         assert!(matches!(m, Err(NoiseError::Closed)), "{m:?}");
 
-        // Mallory initiates where Bob expects Alice, claiming to be her.
-        let impostor = Peer { identity: alice.identity.clone(), key: mallory.key.clone() };
-        let (m, b) = run(upgrade(&impostor, &bob, true, session), upgrade(&bob, &alice, false, session)).await;
-        assert!(m.is_ok(), "Bob proved himself: {m:?}");
+        // Mallory initiates where Bob expects Alice.
+        let (m, b) = run(upgrade(&mallory, &bob, true, session), upgrade(&bob, &alice, false, session)).await;
+        assert!(m.is_ok(), "Bob proved himself to Mallory, who expected him: {m:?}");
         assert!(matches!(b, Err(NoiseError::WrongPeer)), "{b:?}");
     }
 

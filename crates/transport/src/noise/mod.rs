@@ -14,8 +14,8 @@
 //! key (see `static_key`); a remote whose static key is not signed by the key signaling named
 //! is refused with [`NoiseError::WrongPeer`]. The stream after the handshake is a sequence of
 //! AES-GCM frames of at most 64 KiB (see `stream`), and the connection's channel binding is
-//! derived from the handshake hash, which covers the topic, the session, both peer keys and both
-//! sides' ephemeral and static keys.
+//! derived from the handshake hash, which covers the topic, the session and both sides'
+//! ephemeral and static keys.
 //!
 //! The swarm exchanges no link nonces for this transport
 //! ([`TransportFactory::authenticates_links`] is false): the handshake's own ephemeral keys make

@@ -181,7 +181,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for NoiseStream<R> {
                 return Poll::Ready(Ok(()));
             }
             if this.broken {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "the noise stream is broken")));
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the noise stream is broken",
+                )));
             }
             // Whole frames go straight into the caller's buffer while it has room for them; the
             // first that does not fit goes to the plaintext buffer.

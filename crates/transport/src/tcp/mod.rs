@@ -46,8 +46,8 @@ use self::{
     upgrade::LinkUpgrade,
 };
 use crate::{
-    ByteStream, ChannelBinding, LinkAuth, LinkAuthError, Metered, Transport, TransportError, TransportFactory,
-    TransportKind, TransportOptions, TransportStats,
+    ByteStream, ChannelBinding, LinkAuth, LinkAuthError, Metered, Transport, TransportError,
+    TransportFactory, TransportKind, TransportOptions, TransportStats,
     api::channel_binding,
     handover::Handover,
     link::{LinkContext, LinkProver, Role},
