@@ -273,6 +273,23 @@ impl Extension for JsBench {
     }
 }
 
+/// Prints the rounds of a baseline and a figure measured alternately with it, the best and median
+/// of each, and the figure's ratios to the baseline against `target`; returns the figure's best.
+fn compare((base_name, base): (&str, &[f64]), (name, figures): (&str, &[f64]), target: f64) -> f64 {
+    let rounds = |figures: &[f64]| figures.iter().map(|f| format!("{f:.0}")).collect::<Vec<_>>().join(" ");
+    println!("rounds ({base_name} | {name}, MB/s): {} | {}", rounds(base), rounds(figures));
+    let (base_best, base_median, figure_best, figure_median) =
+        (best(base), median(base), best(figures), median(figures));
+    println!("{:26} {base_best:8.0} MB/s (median {base_median:.0})", format!("{base_name}:"));
+    println!(
+        "{:26} {figure_best:8.0} MB/s (median {figure_median:.0})   = {:.2} x {base_name} best to best, {:.2} median to median (target >= {target:.2})",
+        format!("{name}:"),
+        figure_best / base_best,
+        figure_median / base_median
+    );
+    figure_best
+}
+
 fn best(figures: &[f64]) -> f64 {
     figures.iter().copied().fold(0.0, f64::max)
 }
@@ -301,17 +318,17 @@ async fn transport_pair(factory: Factory) -> Result<(ByteStream, ByteStream)> {
     let (topic, session) = (DiscoveryKey::from_party(&alice.public()), PublicKey::random());
     let (a_sink, mut a_signals) = SignalSink::channel();
     let (b_sink, _b_signals) = SignalSink::channel();
-    let side = |own: &Keypair, remote: &Keypair, initiator, signals| {
-        let options = TransportOptions {
-            own: own.public(),
-            remote: remote.public(),
+    let side = |identity: &Keypair, remote: &Keypair, initiator, signals| {
+        let (own, remote) = (identity.public(), remote.public());
+        factory(identity).create(TransportOptions {
+            own,
+            remote,
             topic,
             initiator,
             session,
             signals,
             link: None,
-        };
-        factory(own).create(options)
+        })
     };
     let a = side(&alice, &bob, true, a_sink);
     let b = side(&bob, &alice, false, b_sink);
@@ -334,16 +351,7 @@ async fn noise() -> Result<()> {
             figures.push(one_stream(teleport_pair_over(x, y, 1).await?).await?);
         }
     }
-    let rounds = |figures: &[f64]| figures.iter().map(|f| format!("{f:.0}")).collect::<Vec<_>>().join(" ");
-    println!("rounds (tcp | tcp+noise, MB/s): {} | {}", rounds(&plain), rounds(&noise));
-    let (plain_median, noise_median) = (median(&plain), median(&noise));
-    let (plain, noise) = (best(&plain), best(&noise));
-    println!("teleport over tcp:        {plain:8.0} MB/s (median {plain_median:.0})");
-    println!(
-        "teleport over tcp+noise:  {noise:8.0} MB/s (median {noise_median:.0})   = {:.2} x tcp best to best, {:.2} median to median (target >= 0.80)",
-        noise / plain,
-        noise_median / plain_median
-    );
+    compare(("teleport over tcp", &plain), ("teleport over tcp+noise", &noise), 0.8);
 
     for (name, factory) in [("tcp", plain_tcp as Factory), ("tcp+noise", noise_tcp)] {
         let mut times = Vec::with_capacity(SETUPS);
@@ -390,16 +398,7 @@ async fn tcp() -> Result<()> {
         raw.push(raw_tcp().await?);
         mesh.push(mesh_teleport().await?);
     }
-    let rounds = |figures: &[f64]| figures.iter().map(|f| format!("{f:.0}")).collect::<Vec<_>>().join(" ");
-    println!("rounds (raw TCP | mesh, MB/s): {} | {}", rounds(&raw), rounds(&mesh));
-    let (raw_median, mesh_median) = (median(&raw), median(&mesh));
-    let (raw, mesh) = (best(&raw), best(&mesh));
-    println!("raw TCP:                   {raw:8.0} MB/s (median {raw_median:.0})");
-    println!(
-        "mesh Teleport (1 stream):  {mesh:8.0} MB/s (median {mesh_median:.0})   = {:.2} x raw TCP best to best, {:.2} median to median (target >= 0.70)",
-        mesh / raw,
-        mesh_median / raw_median
-    );
+    let mesh = compare(("raw TCP", &raw), ("mesh Teleport (1 stream)", &mesh), 0.7);
 
     let (aggregate, shares) = fairness().await?;
     println!("mesh Teleport (8 streams): {aggregate:8.0} MB/s   = {:.2} x one stream", aggregate / mesh);
