@@ -11,12 +11,12 @@
 //!   permits (loopback by default).
 //! - Between two mesh peers whose factories hold their key pairs, the swarm exchanges link nonces
 //!   and both ends prove their keys over the fresh stream before it is handed over (see
-//!   [`LinkAuth`](crate::LinkAuth)): the listener keeps accepting until a dialler proves it is the
+//!   [`LinkAuth`]): the listener keeps accepting until a dialler proves it is the
 //!   expected remote, refusing the others, and the dialler tries each port signal it gets (up to
 //!   a bound) until a listener proves itself. Links to DXOS peers, which send no nonces, take the
 //!   plain DXOS path and are not authenticated: the first connection to arrive is taken.
 //!
-//! The same machinery runs other checks on a fresh connection (an [`Upgrade`]): the `tcp+noise`
+//! The same machinery runs other checks on a fresh connection (an `Upgrade`): the `tcp+noise`
 //! transport (`crate::noise`) makes its TCP transports with a Noise handshake in place of link
 //! authentication.
 
@@ -157,6 +157,7 @@ impl TcpTransportFactory {
     /// A transport whose connections must pass `upgrade` (instead of link authentication: the
     /// options' link nonces and this factory's identity go unused), or that fails at once with
     /// the error.
+    #[cfg(feature = "noise")]
     pub(crate) fn create_upgraded(
         &self,
         options: TransportOptions,
