@@ -139,7 +139,7 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn stats(&self) -> TransportStats;
     /// Once connected, a value both ends of this connection derive alike and nobody between them
     /// can make the same on both sides: for WebRTC, both DTLS certificate fingerprints; for an
-    /// authenticated TCP link, its nonces. Proofs of identity made over the connection sign it,
+    /// authenticated TCP link, its nonces; for `tcp+noise`, the Noise handshake hash. Proofs of identity made over the connection sign it,
     /// so a proof made for one connection is worth nothing on another. `None` where the
     /// transport has none (plain TCP with a DXOS peer, memory pipes).
     fn binding(&self) -> Option<ChannelBinding> {
