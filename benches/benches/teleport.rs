@@ -1,14 +1,21 @@
 //! Teleport throughput over TCP loopback, printed as figures and ratios against raw TCP measured
 //! in the same run, and against the DXOS JS Teleport (`tests/teleport-interop`, needs
-//! `cargo xtask test` to have installed its npm packages once).
+//! `cargo xtask test` to have installed its npm packages once); and over `tcp+noise` against
+//! plain TCP.
 //!
-//! `cargo bench -p mesh-benches --bench teleport` (release). Figures:
-//! - raw TCP: one socket, 64 KiB writes;
-//! - mesh Teleport: one stream channel over one socket, 64 KiB writes;
-//! - DXOS JS Teleport: two JS Teleports in one Node process over loopback, and JS sending to us;
-//! - fairness: eight streams writing at once, each one's share while all eight were busy.
+//! `cargo bench -p mesh-benches --bench teleport [-- tcp|noise ...]` (release; both without
+//! arguments). Figures:
+//! - tcp: raw TCP: one socket, 64 KiB writes;
+//! - tcp: mesh Teleport: one stream channel over one socket, 64 KiB writes;
+//! - tcp: DXOS JS Teleport: two JS Teleports in one Node process over loopback, and JS sending
+//!   to us;
+//! - tcp: fairness: eight streams writing at once, each one's share while all eight were busy;
+//! - noise: Teleport (one stream channel, 64 KiB writes) over the streams of two connected
+//!   transports, the plain TCP transport's and the `tcp+noise` transport's, and the ratio
+//!   noise / plain; and the time from opening two transports to both streams being up, which
+//!   for noise includes the handshake.
 //!
-//! Raw TCP and mesh runs alternate and are compared best to best and median to median, so load
+//! Runs that are compared alternate and are compared best to best and median to median, so load
 //! from other processes on the machine skews both alike.
 
 use std::path::PathBuf;
@@ -19,9 +26,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use mesh_keys::PublicKey;
+use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Params, Stream, Teleport};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use mesh_transport::noise::NoiseTcpTransportFactory;
+use mesh_transport::tcp::TcpTransportFactory;
+use mesh_transport::{ByteStream, SignalSink, TransportFactory, TransportOptions};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -29,6 +39,8 @@ const WRITE: usize = 64 << 10;
 const TOTAL: usize = 512 << 20;
 const JS_TOTAL: usize = 64 << 20;
 const ROUNDS: usize = 5;
+/// Connections set up per transport for the setup times.
+const SETUPS: usize = 50;
 
 /// Opens `count` streams named `s0`, `s1`, … and hands them over.
 struct Streams {
@@ -103,6 +115,18 @@ async fn raw_tcp() -> Result<f64> {
 
 async fn teleport_pair(streams: usize) -> Result<(Teleport, Teleport, Vec<Stream>, Vec<Stream>)> {
     let (client, server) = tcp_pair().await?;
+    teleport_pair_over(client, server, streams).await
+}
+
+/// Two Teleports over the ends of one connection, with `streams` stream channels open.
+async fn teleport_pair_over<IO>(
+    client: IO,
+    server: IO,
+    streams: usize,
+) -> Result<(Teleport, Teleport, Vec<Stream>, Vec<Stream>)>
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (ka, kb) = (PublicKey::random(), PublicKey::random());
     let a = Teleport::new(client, Params::new(true, ka, kb));
     let b = Teleport::new(server, Params::new(false, kb, ka));
@@ -116,7 +140,11 @@ async fn teleport_pair(streams: usize) -> Result<(Teleport, Teleport, Vec<Stream
 }
 
 async fn mesh_teleport() -> Result<f64> {
-    let (a, b, mut sa, mut sb) = teleport_pair(1).await?;
+    one_stream(teleport_pair(1).await?).await
+}
+
+/// Sends [`TOTAL`] bytes through the first stream channel of a pair and destroys the pair.
+async fn one_stream((a, b, mut sa, mut sb): (Teleport, Teleport, Vec<Stream>, Vec<Stream>)) -> Result<f64> {
     let (tx, rx) = (sa.remove(0), sb.remove(0));
     let start = Instant::now();
     let writer = tokio::spawn(write_all(tx, TOTAL));
@@ -245,6 +273,23 @@ impl Extension for JsBench {
     }
 }
 
+/// Prints the rounds of a baseline and a figure measured alternately with it, the best and median
+/// of each, and the figure's ratios to the baseline against `target`; returns the figure's best.
+fn compare((base_name, base): (&str, &[f64]), (name, figures): (&str, &[f64]), target: f64) -> f64 {
+    let rounds = |figures: &[f64]| figures.iter().map(|f| format!("{f:.0}")).collect::<Vec<_>>().join(" ");
+    println!("rounds ({base_name} | {name}, MB/s): {} | {}", rounds(base), rounds(figures));
+    let (base_best, base_median, figure_best, figure_median) =
+        (best(base), median(base), best(figures), median(figures));
+    println!("{:26} {base_best:8.0} MB/s (median {base_median:.0})", format!("{base_name}:"));
+    println!(
+        "{:26} {figure_best:8.0} MB/s (median {figure_median:.0})   = {:.2} x {base_name} best to best, {:.2} median to median (target >= {target:.2})",
+        format!("{name}:"),
+        figure_best / base_best,
+        figure_median / base_median
+    );
+    figure_best
+}
+
 fn best(figures: &[f64]) -> f64 {
     figures.iter().copied().fold(0.0, f64::max)
 }
@@ -255,46 +300,130 @@ fn median(figures: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
+/// Makes the transports of one peer.
+type Factory = fn(&Keypair) -> Box<dyn TransportFactory>;
+
+fn plain_tcp(_: &Keypair) -> Box<dyn TransportFactory> {
+    Box::new(TcpTransportFactory::default())
+}
+
+fn noise_tcp(identity: &Keypair) -> Box<dyn TransportFactory> {
+    Box::new(NoiseTcpTransportFactory::new(identity.clone()))
+}
+
+/// Opens two transports of two fresh peers on loopback, passes the initiator's port signal to
+/// the other side and waits for both streams (as the swarm would, without signaling's hops).
+async fn transport_pair(factory: Factory) -> Result<(ByteStream, ByteStream)> {
+    let (alice, bob) = (Keypair::generate(), Keypair::generate());
+    let (topic, session) = (DiscoveryKey::from_party(&alice.public()), PublicKey::random());
+    let (a_sink, mut a_signals) = SignalSink::channel();
+    let (b_sink, _b_signals) = SignalSink::channel();
+    let side = |identity: &Keypair, remote: &Keypair, initiator, signals| {
+        let (own, remote) = (identity.public(), remote.public());
+        factory(identity).create(TransportOptions {
+            own,
+            remote,
+            topic,
+            initiator,
+            session,
+            signals,
+            link: None,
+        })
+    };
+    let a = side(&alice, &bob, true, a_sink);
+    let b = side(&bob, &alice, false, b_sink);
+    a.open().await?;
+    b.open().await?;
+    b.signal(a_signals.recv().await.context("the initiator's port signal")?).await?;
+    Ok(tokio::try_join!(a.connected(), b.connected())?)
+}
+
+/// Plain TCP transport and `tcp+noise`: Teleport throughput, alternating, and setup times.
+async fn noise() -> Result<()> {
+    println!(
+        "teleport over the tcp and tcp+noise transports on loopback, {} MiB per run, 64 KiB writes, {ROUNDS} rounds",
+        TOTAL >> 20
+    );
+    let (mut plain, mut noise) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for (factory, figures) in [(plain_tcp as Factory, &mut plain), (noise_tcp, &mut noise)] {
+            let (x, y) = transport_pair(factory).await?;
+            figures.push(one_stream(teleport_pair_over(x, y, 1).await?).await?);
+        }
+    }
+    compare(("teleport over tcp", &plain), ("teleport over tcp+noise", &noise), 0.8);
+
+    for (name, factory) in [("tcp", plain_tcp as Factory), ("tcp+noise", noise_tcp)] {
+        let mut times = Vec::with_capacity(SETUPS);
+        for _ in 0..SETUPS {
+            let start = Instant::now();
+            let streams = transport_pair(factory).await?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            drop(streams);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "setup, open to both streams up, {name:9}: p50 {:.2} ms, max {:.2} ms ({SETUPS} connections)",
+            times[SETUPS / 2],
+            times[SETUPS - 1]
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
+    let wants = |name: &str| args.is_empty() || args.iter().any(|arg| arg == name);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        println!("teleport throughput over TCP loopback, {} MiB per run, 64 KiB writes, {ROUNDS} rounds", TOTAL >> 20);
-        let mut raw = Vec::new();
-        let mut mesh = Vec::new();
-        for _ in 0..ROUNDS {
-            raw.push(raw_tcp().await?);
-            mesh.push(mesh_teleport().await?);
+        if wants("tcp") {
+            tcp().await?;
         }
-        let rounds = |figures: &[f64]| figures.iter().map(|f| format!("{f:.0}")).collect::<Vec<_>>().join(" ");
-        println!("rounds (raw TCP | mesh, MB/s): {} | {}", rounds(&raw), rounds(&mesh));
-        let (raw_median, mesh_median) = (median(&raw), median(&mesh));
-        let (raw, mesh) = (best(&raw), best(&mesh));
-        println!("raw TCP:                   {raw:8.0} MB/s (median {raw_median:.0})");
-        println!(
-            "mesh Teleport (1 stream):  {mesh:8.0} MB/s (median {mesh_median:.0})   = {:.2} x raw TCP best to best, {:.2} median to median (target >= 0.70)",
-            mesh / raw,
-            mesh_median / raw_median
-        );
-
-        let (aggregate, shares) = fairness().await?;
-        println!("mesh Teleport (8 streams): {aggregate:8.0} MB/s   = {:.2} x one stream", aggregate / mesh);
-        let shares_text: Vec<String> = shares.iter().map(|s| format!("{s:.3}")).collect();
-        let worst = shares.iter().map(|s| (s - 1.0).abs()).fold(0.0, f64::max);
-        println!(
-            "fairness: each stream's share / equal share while all 8 were busy: [{}]; worst deviation {:.1}% (target <= 20%)",
-            shares_text.join(", "),
-            worst * 100.0
-        );
-
-        match interop_dir() {
-            Some(dir) => {
-                let js = js_pair(&dir).await?;
-                let js_mesh = js_to_mesh(&dir).await?;
-                println!("DXOS JS Teleport (JS<->JS, {} MiB): {js:8.0} MB/s   mesh = {:.1} x JS (target >= 10)", JS_TOTAL >> 20, mesh / js);
-                println!("DXOS JS Teleport -> mesh ({} MiB):  {js_mesh:8.0} MB/s", JS_TOTAL >> 20);
-            }
-            None => println!("DXOS JS Teleport: skipped (run `cargo xtask test` once to install tests/teleport-interop)"),
+        if wants("noise") {
+            noise().await?;
         }
         anyhow::Ok(())
     })
+}
+
+/// Raw TCP, mesh Teleport over it, eight streams' fairness, and DXOS's JS Teleport.
+async fn tcp() -> Result<()> {
+    println!(
+        "teleport throughput over TCP loopback, {} MiB per run, 64 KiB writes, {ROUNDS} rounds",
+        TOTAL >> 20
+    );
+    let mut raw = Vec::new();
+    let mut mesh = Vec::new();
+    for _ in 0..ROUNDS {
+        raw.push(raw_tcp().await?);
+        mesh.push(mesh_teleport().await?);
+    }
+    let mesh = compare(("raw TCP", &raw), ("mesh Teleport (1 stream)", &mesh), 0.7);
+
+    let (aggregate, shares) = fairness().await?;
+    println!("mesh Teleport (8 streams): {aggregate:8.0} MB/s   = {:.2} x one stream", aggregate / mesh);
+    let shares_text: Vec<String> = shares.iter().map(|s| format!("{s:.3}")).collect();
+    let worst = shares.iter().map(|s| (s - 1.0).abs()).fold(0.0, f64::max);
+    println!(
+        "fairness: each stream's share / equal share while all 8 were busy: [{}]; worst deviation {:.1}% (target <= 20%)",
+        shares_text.join(", "),
+        worst * 100.0
+    );
+
+    match interop_dir() {
+        Some(dir) => {
+            let js = js_pair(&dir).await?;
+            let js_mesh = js_to_mesh(&dir).await?;
+            println!(
+                "DXOS JS Teleport (JS<->JS, {} MiB): {js:8.0} MB/s   mesh = {:.1} x JS (target >= 10)",
+                JS_TOTAL >> 20,
+                mesh / js
+            );
+            println!("DXOS JS Teleport -> mesh ({} MiB):  {js_mesh:8.0} MB/s", JS_TOTAL >> 20);
+        }
+        None => println!(
+            "DXOS JS Teleport: skipped (run `cargo xtask test` once to install tests/teleport-interop)"
+        ),
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! The `--transport` choice of `mesh peer` and `mesh demo`, and what reaching peers on other
-//! machines takes: an address for TCP to advertise and the addresses TCP may dial, STUN and TURN
-//! servers for WebRTC.
+//! machines takes: an address for TCP (plain or `tcp+noise`) to advertise and the addresses it
+//! may dial, STUN and TURN servers for WebRTC.
 
 use std::{str::FromStr, sync::Arc};
 
@@ -8,6 +8,7 @@ use mesh_keys::Keypair;
 use mesh_transport::{
     TransportFactory,
     memory::MemoryTransportFactory,
+    noise::NoiseTcpTransportFactory,
     tcp::{DialAllow, IpNetwork, ParseNetworkError, TcpTransportFactory},
     webrtc::{IceServer, WebRtcTransportFactory},
 };
@@ -17,6 +18,10 @@ use mesh_transport::{
 pub(crate) enum TransportChoice {
     /// TCP, as DXOS's TCP transport: one peer listens, the other dials.
     Tcp,
+    /// TCP encrypted with Noise, proving both peers' keys: for mesh peers that all choose it
+    /// (DXOS peers do not speak it).
+    #[value(name = "tcp+noise")]
+    TcpNoise,
     /// WebRTC data channels over UDP, as browsers connect.
     Webrtc,
     /// In-process pipes: only peers inside one process can meet.
@@ -26,13 +31,13 @@ pub(crate) enum TransportChoice {
 /// How peers on other machines reach this one.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct ReachArgs {
-    /// The host name or address other machines dial for TCP links to this peer (without it,
-    /// they dial localhost, as DXOS does).
+    /// The host name or address other machines dial for TCP (and tcp+noise) links to this peer
+    /// (without it, they dial localhost, as DXOS does).
     #[arg(long, value_name = "HOST")]
     advertise_host: Option<String>,
-    /// A network (CIDR, e.g. 10.0.0.0/8) or address whose hosts a TCP signal may make this peer
-    /// dial, besides loopback; `any` for every address. Repeat for several. Without it, only
-    /// same-host peers are dialled, as with DXOS.
+    /// A network (CIDR, e.g. 10.0.0.0/8) or address whose hosts a TCP (or tcp+noise) signal may
+    /// make this peer dial, besides loopback; `any` for every address. Repeat for several.
+    /// Without it, only same-host peers are dialled, as with DXOS.
     #[arg(long = "dial-allow", value_name = "CIDR|any")]
     dial_allow: Vec<DialRule>,
     /// A STUN or TURN server URL for WebRTC (stun:HOST:PORT, turn:HOST:PORT); repeat for several.
@@ -77,6 +82,13 @@ impl ReachArgs {
         })
     }
 
+    /// TCP's socket settings: the advertised host and the dial allow-list.
+    fn tcp(&self) -> TcpTransportFactory {
+        let mut tcp = TcpTransportFactory::default().with_dial_allow(self.dial_allow());
+        tcp.advertise_host.clone_from(&self.advertise_host);
+        tcp
+    }
+
     /// Every `--ice-server`, then the servers of `--ice-servers`.
     fn ice_servers(&self) -> anyhow::Result<Vec<IceServer>> {
         let mut servers: Vec<IceServer> = self
@@ -106,26 +118,22 @@ impl TransportChoice {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Tcp => "tcp",
+            Self::TcpNoise => "tcp+noise",
             Self::Webrtc => "webrtc",
             Self::Memory => "memory",
         }
     }
 
     /// The factory for this choice, for the peer `identity` (TCP authenticates its links to other
-    /// mesh peers with it).
+    /// mesh peers with it; tcp+noise signs its Noise key with it).
     pub(crate) fn factory(
         self,
         reach: &ReachArgs,
         identity: &Keypair,
     ) -> anyhow::Result<Arc<dyn TransportFactory>> {
         Ok(match self {
-            Self::Tcp => {
-                let mut tcp = TcpTransportFactory::default()
-                    .with_identity(identity.clone())
-                    .with_dial_allow(reach.dial_allow());
-                tcp.advertise_host.clone_from(&reach.advertise_host);
-                Arc::new(tcp)
-            }
+            Self::Tcp => Arc::new(reach.tcp().with_identity(identity.clone())),
+            Self::TcpNoise => Arc::new(NoiseTcpTransportFactory::new(identity.clone()).with_tcp(reach.tcp())),
             Self::Webrtc => Arc::new(
                 WebRtcTransportFactory::default()
                     .with_ice_servers(reach.ice_servers()?)
@@ -193,6 +201,26 @@ mod tests {
             .is_ok()
         );
         assert!(ice(&["--ice-servers", "/nonexistent/ice.json"]).is_err());
+    }
+
+    #[derive(Debug, Parser)]
+    struct Choice {
+        #[arg(long, value_enum)]
+        transport: TransportChoice,
+        #[command(flatten)]
+        reach: ReachArgs,
+    }
+
+    #[test]
+    fn tcp_noise_is_chosen_by_its_name_and_gets_the_tcp_settings() {
+        let args = ["mesh", "--transport", "tcp+noise", "--advertise-host", "10.1.2.3"];
+        let choice = Choice::try_parse_from(args).unwrap();
+        assert_eq!(choice.transport, TransportChoice::TcpNoise);
+        assert_eq!(choice.transport.name(), "tcp+noise");
+        let factory = choice.transport.factory(&choice.reach, &Keypair::generate()).unwrap();
+        assert_eq!(factory.kind(), mesh_transport::TransportKind::NoiseTcp);
+        assert!(!factory.authenticates_links(), "noise needs no link nonces");
+        assert!(Choice::try_parse_from(["mesh", "--transport", "noise"]).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::{LinkAuth, LinkAuthError};
+use crate::{LinkAuth, LinkAuthError, noise::NoiseError};
 
 /// Signals a transport may have waiting to be sent at once; transports send a handful each.
 const SIGNAL_QUEUE: usize = 64;
@@ -48,6 +48,8 @@ pub enum TransportKind {
     Tcp,
     /// WebRTC data channels.
     WebRtc,
+    /// TCP encrypted with Noise (`tcp+noise`), between mesh peers only.
+    NoiseTcp,
 }
 
 /// What a transport needs to know about its connection.
@@ -110,6 +112,9 @@ pub enum TransportError {
     /// The remote did not prove it is the expected peer (or this side could not prove itself).
     #[error("link authentication failed: {0}")]
     LinkAuth(#[from] LinkAuthError),
+    /// The Noise handshake failed: the remote is not the expected peer, or does not speak Noise.
+    #[error("noise handshake failed: {0}")]
+    Noise(#[from] NoiseError),
 }
 
 impl TransportError {
@@ -134,7 +139,7 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn stats(&self) -> TransportStats;
     /// Once connected, a value both ends of this connection derive alike and nobody between them
     /// can make the same on both sides: for WebRTC, both DTLS certificate fingerprints; for an
-    /// authenticated TCP link, its nonces. Proofs of identity made over the connection sign it,
+    /// authenticated TCP link, its nonces; for `tcp+noise`, the Noise handshake hash. Proofs of identity made over the connection sign it,
     /// so a proof made for one connection is worth nothing on another. `None` where the
     /// transport has none (plain TCP with a DXOS peer, memory pipes).
     fn binding(&self) -> Option<ChannelBinding> {

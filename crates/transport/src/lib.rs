@@ -9,6 +9,10 @@
 //!   otherwise) and signals `{port}` (plus an optional `host`, which DXOS ignores); the other side
 //!   dials it if its allow-list permits. Between mesh peers given a [`LinkAuth`] both ends prove
 //!   their keys before the stream is handed over.
+//! - `noise::NoiseTcpTransportFactory` (feature `noise`, on by default): `tcp+noise`, the TCP
+//!   transport with a Noise XX handshake instead of link authentication, whose stream is
+//!   encrypted; both ends prove their peer keys by signing their Noise static keys. Between mesh
+//!   peers only.
 //! - [`memory::MemoryTransport`]: in-process pipes with configurable latency, bandwidth and
 //!   connection loss, for tests and simulation.
 //! - `webrtc::WebRtcTransport` (feature `webrtc`, on by default): WebRTC. A peer connection with one data channel
@@ -42,6 +46,7 @@ mod handover;
 mod link;
 pub mod memory;
 mod metered;
+pub mod noise;
 mod pipe;
 pub mod tcp;
 #[cfg(feature = "webrtc")]

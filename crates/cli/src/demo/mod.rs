@@ -81,8 +81,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         let pair = Keypair::generate();
         let key = pair.public();
         let transports = match args.transport {
-            // Each peer authenticates its TCP links with its own key.
-            TransportChoice::Tcp => args.transport.factory(&ReachArgs::default(), &pair)?,
+            // Each peer authenticates its TCP links (or signs its Noise key) with its own key.
+            TransportChoice::Tcp | TransportChoice::TcpNoise => {
+                args.transport.factory(&ReachArgs::default(), &pair)?
+            }
             // Memory pipes meet inside one factory.
             TransportChoice::Webrtc | TransportChoice::Memory => shared.clone(),
         };

@@ -112,7 +112,7 @@ impl Args {
         if self.transport == TransportChoice::Memory {
             return Some(
                 "--transport memory only connects peers inside one process, and `mesh peer` is one peer: \
-                 use tcp or webrtc (or `mesh demo --transport memory`)"
+                 use tcp, tcp+noise or webrtc (or `mesh demo --transport memory`)"
                     .to_owned(),
             );
         }

@@ -1,14 +1,17 @@
 //! The responder's side: dialling the `{port, host}` the initiator signalled, checked against
-//! the allow-list, and (with link authentication) trying later port signals when a listener
-//! fails to prove itself.
+//! the allow-list, and (with an upgrade: link authentication or Noise) trying later port signals
+//! when a listener fails to prove itself.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpStream, sync::mpsc, task::JoinSet};
 use tracing::{debug, warn};
 
-use super::allow::DialAllow;
-use crate::{TransportError, link::LinkProver};
+use super::{
+    allow::DialAllow,
+    upgrade::{Upgrade, Upgraded},
+};
+use crate::TransportError;
 
 /// A place to dial, as signalled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +24,17 @@ pub(super) struct Target {
 #[derive(Debug, Clone)]
 pub(super) struct Dialler {
     pub(super) allow: DialAllow,
-    /// The link handshake to pass before the stream counts; `None` on the unauthenticated path.
-    pub(super) prover: Option<Arc<LinkProver>>,
+    /// What a connection must pass before the stream counts; `None` on the unauthenticated path.
+    pub(super) upgrade: Option<Arc<dyn Upgrade>>,
 }
 
 impl Dialler {
-    /// Dials every target that arrives, at once, until one yields a stream (proven, if there is
-    /// a prover). Fails with the last error once the targets end and every attempt failed.
+    /// Dials every target that arrives, at once, until one yields a stream (upgraded, if there
+    /// is an upgrade). Fails with the last error once the targets end and every attempt failed.
     pub(super) async fn dial_until_connected(
         self,
         mut targets: mpsc::Receiver<Target>,
-    ) -> Result<TcpStream, TransportError> {
+    ) -> Result<Upgraded, TransportError> {
         let mut attempts = JoinSet::new();
         let mut more = true;
         let mut last_error = TransportError::Closed;
@@ -54,21 +57,23 @@ impl Dialler {
         }
     }
 
-    /// Dials one target and, with a prover, authenticates the link.
-    pub(super) async fn attempt(self, target: Target) -> Result<TcpStream, TransportError> {
+    /// Dials one target and, with an upgrade, runs it on the connection.
+    pub(super) async fn attempt(self, target: Target) -> Result<Upgraded, TransportError> {
         let result = async {
-            let mut stream = self.connect(&target).await?;
+            let stream = self.connect(&target).await?;
             let _ = stream.set_nodelay(true);
-            if let Some(prover) = &self.prover {
-                prover.run(&mut stream).await?;
+            match &self.upgrade {
+                Some(upgrade) => upgrade.run(stream).await,
+                None => Ok(Upgraded::plain(stream)),
             }
-            Ok(stream)
         }
         .await;
         if let Err(err) = &result {
             let (host, port) = (&target.host, target.port);
             match err {
-                TransportError::LinkAuth(_) | TransportError::HostNotAllowed { .. } => {
+                TransportError::LinkAuth(_)
+                | TransportError::Noise(_)
+                | TransportError::HostNotAllowed { .. } => {
                     warn!(%err, ?host, port, "refused a signalled TCP link");
                 }
                 _ => debug!(%err, ?host, port, "TCP dial failed"),

@@ -12,7 +12,8 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use crate::{TransportError, link::LinkProver};
+use super::upgrade::{Upgrade, Upgraded};
+use crate::TransportError;
 
 /// Where an initiator listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,38 +75,39 @@ impl Listeners {
     }
 
     /// Takes the first connection, as DXOS does: the unauthenticated path.
-    pub(super) async fn accept_first(self) -> Result<TcpStream, TransportError> {
+    pub(super) async fn accept_first(self) -> Result<Upgraded, TransportError> {
         let (stream, from) = self.accept().await.map_err(|err| TransportError::io("accepting", err))?;
         debug!(%from, "TCP transport accepted");
-        Ok(stream)
+        let _ = stream.set_nodelay(true);
+        Ok(Upgraded::plain(stream))
     }
 
-    /// Accepts connections until one proves it is the expected remote, running at most
-    /// `max_pending` handshakes at once (each bounded by the prover's timeout); the others are
-    /// refused. Waiting handshakes end with the listener.
+    /// Accepts connections until one passes `upgrade` (proves it is the expected remote),
+    /// running at most `max_pending` upgrades at once (each bounded in time); the others are
+    /// refused. Waiting upgrades end with the listener.
     pub(super) async fn accept_proven(
         self,
-        prover: Arc<LinkProver>,
+        upgrade: Arc<dyn Upgrade>,
         max_pending: usize,
-    ) -> Result<TcpStream, TransportError> {
+    ) -> Result<Upgraded, TransportError> {
         let mut pending = JoinSet::new();
         loop {
             tokio::select! {
                 accepted = self.accept(), if pending.len() < max_pending.max(1) => {
-                    let (mut stream, from) = match accepted {
+                    let (stream, from) = match accepted {
                         Ok(accepted) => accepted,
                         // A connection that went away before we took it says nothing about the others.
                         Err(err) if is_per_connection(&err) => continue,
                         Err(err) => return Err(TransportError::io("accepting", err)),
                     };
-                    let prover = prover.clone();
+                    let upgrade = upgrade.clone();
                     pending.spawn(async move {
                         let _ = stream.set_nodelay(true);
-                        prover.run(&mut stream).await.map(|()| stream).map_err(|err| (from, err))
+                        upgrade.run(stream).await.map_err(|err| (from, err))
                     });
                 }
                 Some(done) = pending.join_next() => match done {
-                    Ok(Ok(stream)) => return Ok(stream),
+                    Ok(Ok(upgraded)) => return Ok(upgraded),
                     Ok(Err((from, err))) => warn!(%from, %err, "refused a TCP link that did not prove the expected peer"),
                     // Handshakes do not panic; an aborted one is only possible on shutdown.
                     Err(err) => debug!(%err, "a link handshake ended early"),

@@ -11,18 +11,23 @@
 //!   permits (loopback by default).
 //! - Between two mesh peers whose factories hold their key pairs, the swarm exchanges link nonces
 //!   and both ends prove their keys over the fresh stream before it is handed over (see
-//!   [`LinkAuth`](crate::LinkAuth)): the listener keeps accepting until a dialler proves it is the
+//!   [`LinkAuth`]): the listener keeps accepting until a dialler proves it is the
 //!   expected remote, refusing the others, and the dialler tries each port signal it gets (up to
 //!   a bound) until a listener proves itself. Links to DXOS peers, which send no nonces, take the
 //!   plain DXOS path and are not authenticated: the first connection to arrive is taken.
+//!
+//! The same machinery runs other checks on a fresh connection (an `Upgrade`): the `tcp+noise`
+//! transport (`crate::noise`) makes its TCP transports with a Noise handshake in place of link
+//! authentication.
 
 mod allow;
 mod dial;
 mod listen;
+mod upgrade;
 
 use std::{
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -30,17 +35,19 @@ pub use allow::{DialAllow, IpNetwork, ParseNetworkError};
 use async_trait::async_trait;
 use mesh_keys::Keypair;
 use mesh_proto::Struct;
-use tokio::{net::TcpStream, sync::mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+pub(crate) use self::upgrade::{Upgrade, Upgraded};
 use self::{
     dial::{Dialler, Target},
     listen::{ListenOn, Listeners},
+    upgrade::LinkUpgrade,
 };
 use crate::{
-    ByteStream, ChannelBinding, LinkAuthError, Metered, Transport, TransportError, TransportFactory,
-    TransportKind, TransportOptions, TransportStats,
+    ByteStream, ChannelBinding, LinkAuth, LinkAuthError, Metered, Transport, TransportError,
+    TransportFactory, TransportKind, TransportOptions, TransportStats,
     api::channel_binding,
     handover::Handover,
     link::{LinkContext, LinkProver, Role},
@@ -126,8 +133,8 @@ impl TcpTransportFactory {
         }
     }
 
-    /// The handshake for a connection that was given link nonces.
-    fn prover(&self, options: &TransportOptions) -> Result<Option<Arc<LinkProver>>, LinkAuthError> {
+    /// The link handshake for a connection that was given link nonces.
+    fn link_upgrade(&self, options: &TransportOptions) -> Result<Option<Arc<dyn Upgrade>>, LinkAuthError> {
         let Some(link) = options.link else { return Ok(None) };
         let identity = self.identity.as_ref().ok_or(LinkAuthError::NoIdentity)?;
         let (role, listener, dialler, listener_nonce, dialler_nonce) = if options.initiator {
@@ -143,13 +150,27 @@ impl TcpTransportFactory {
             listener_nonce,
             dialler_nonce,
         };
-        LinkProver::new(identity, role, &context, self.handshake_timeout).map(|prover| Some(Arc::new(prover)))
+        let prover = LinkProver::new(identity, role, &context, self.handshake_timeout)?;
+        Ok(Some(Arc::new(LinkUpgrade { prover, binding: link_binding(options, link) })))
     }
-}
 
-impl TransportFactory for TcpTransportFactory {
-    fn create(&self, options: TransportOptions) -> Arc<dyn Transport> {
-        let prover = self.prover(&options);
+    /// A transport whose connections must pass `upgrade` (instead of link authentication: the
+    /// options' link nonces and this factory's identity go unused), or that fails at once with
+    /// the error.
+    #[cfg(feature = "noise")]
+    pub(crate) fn create_upgraded(
+        &self,
+        options: TransportOptions,
+        upgrade: Result<Arc<dyn Upgrade>, TransportError>,
+    ) -> Arc<dyn Transport> {
+        self.transport(options, upgrade.map(Some))
+    }
+
+    fn transport(
+        &self,
+        options: TransportOptions,
+        upgrade: Result<Option<Arc<dyn Upgrade>>, TransportError>,
+    ) -> Arc<dyn Transport> {
         let settings = Settings {
             listen_on: self.listen_on(),
             advertise_host: self.advertise_host.clone(),
@@ -157,7 +178,28 @@ impl TransportFactory for TcpTransportFactory {
             max_pending_handshakes: self.max_pending_handshakes,
             max_dial_attempts: self.max_dial_attempts,
         };
-        Arc::new(TcpTransport { inner: Arc::new(Inner::new(options, settings, prover)) })
+        Arc::new(TcpTransport { inner: Arc::new(Inner::new(options, settings, upgrade)) })
+    }
+}
+
+/// An authenticated link's binding: its topic, session and both nonces, which both ends proved
+/// they hold the keys for.
+fn link_binding(options: &TransportOptions, link: LinkAuth) -> ChannelBinding {
+    let (low, high) = if link.own_nonce <= link.remote_nonce {
+        (link.own_nonce, link.remote_nonce)
+    } else {
+        (link.remote_nonce, link.own_nonce)
+    };
+    channel_binding(
+        "mesh tcp link binding v1",
+        &[options.topic.as_bytes(), options.session.as_bytes(), &low, &high],
+    )
+}
+
+impl TransportFactory for TcpTransportFactory {
+    fn create(&self, options: TransportOptions) -> Arc<dyn Transport> {
+        let upgrade = self.link_upgrade(&options).map_err(TransportError::LinkAuth);
+        self.transport(options, upgrade)
     }
 
     fn kind(&self) -> TransportKind {
@@ -182,8 +224,8 @@ struct DialState {
     targets: Option<mpsc::Sender<Target>>,
 }
 
-/// What one transport needs of its factory's configuration (not the key pair: the prover signed
-/// with it already).
+/// What one transport needs of its factory's configuration (not the key pair: the upgrade holds
+/// what it needs of it).
 #[derive(Debug)]
 struct Settings {
     listen_on: ListenOn,
@@ -196,8 +238,11 @@ struct Settings {
 struct Inner {
     options: TransportOptions,
     settings: Settings,
-    /// The link handshake, if this connection is authenticated, or why it cannot be.
-    prover: Result<Option<Arc<LinkProver>>, LinkAuthError>,
+    /// What each connection must pass (a link handshake or a Noise one), if anything, or why
+    /// this connection cannot be made.
+    upgrade: Result<Option<Arc<dyn Upgrade>>, TransportError>,
+    /// The channel binding of the connection handed over, once it is up.
+    binding: OnceLock<ChannelBinding>,
     handover: Handover,
     dial: Mutex<DialState>,
     counters: Arc<Counters>,
@@ -214,12 +259,13 @@ impl Inner {
     fn new(
         options: TransportOptions,
         settings: Settings,
-        prover: Result<Option<Arc<LinkProver>>, LinkAuthError>,
+        upgrade: Result<Option<Arc<dyn Upgrade>>, TransportError>,
     ) -> Self {
         Self {
             options,
             settings,
-            prover,
+            upgrade,
+            binding: OnceLock::new(),
             handover: Handover::new(),
             dial: Mutex::default(),
             counters: Arc::default(),
@@ -227,14 +273,14 @@ impl Inner {
         }
     }
 
-    fn prover(&self) -> Result<Option<Arc<LinkProver>>, TransportError> {
-        self.prover.clone().map_err(TransportError::LinkAuth)
+    fn upgrade(&self) -> Result<Option<Arc<dyn Upgrade>>, TransportError> {
+        self.upgrade.clone()
     }
 
     /// Runs `connect` until it yields a stream, the transport closes, or it fails.
     fn spawn_connect<F>(self: &Arc<Self>, connect: F)
     where
-        F: Future<Output = Result<TcpStream, TransportError>> + Send + 'static,
+        F: Future<Output = Result<Upgraded, TransportError>> + Send + 'static,
     {
         let this = self.clone();
         tokio::spawn(async move {
@@ -243,8 +289,11 @@ impl Inner {
                 result = connect => result,
             };
             match result {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
+                Ok(Upgraded { stream, binding }) => {
+                    if let Some(binding) = binding {
+                        // Set before the handover, so whoever takes the stream finds it.
+                        let _ = this.binding.set(binding);
+                    }
                     let metered = Metered::new(stream, this.counters.clone());
                     this.handover.connected(Box::new(metered));
                 }
@@ -259,17 +308,17 @@ impl Inner {
     /// Hands a port signal to the dialling, starting it with the first; ignores it once the
     /// attempts are used up (as DXOS ignores signals once it dials).
     fn dial(self: &Arc<Self>, payload: &Struct) -> Result<(), TransportError> {
-        let prover = self.prover()?;
+        let upgrade = self.upgrade()?;
         // One dial on the plain path, as DXOS; a few when a forged signal could come first.
-        let max_attempts = if prover.is_some() { self.settings.max_dial_attempts.max(1) } else { 1 };
+        let max_attempts = if upgrade.is_some() { self.settings.max_dial_attempts.max(1) } else { 1 };
         let mut dial = lock(&self.dial);
         if dial.attempts >= max_attempts {
             return Ok(());
         }
         let target = parse_port_signal(payload)?;
         dial.attempts += 1;
-        let dialler = Dialler { allow: self.settings.dial_allow.clone(), prover };
-        if dialler.prover.is_none() {
+        let dialler = Dialler { allow: self.settings.dial_allow.clone(), upgrade };
+        if dialler.upgrade.is_none() {
             // The plain path: its one dial runs on the connecting task itself.
             self.spawn_connect(dialler.attempt(target));
             return Ok(());
@@ -325,15 +374,15 @@ impl Drop for TcpTransport {
 impl Transport for TcpTransport {
     async fn open(&self) -> Result<(), TransportError> {
         let this = &self.inner;
-        let prover = this.prover()?;
+        let upgrade = this.upgrade()?;
         if !this.options.initiator {
             return Ok(());
         }
         let listeners = Listeners::bind(this.settings.listen_on)?;
         let port = listeners.port()?;
-        match prover {
-            Some(prover) => {
-                this.spawn_connect(listeners.accept_proven(prover, this.settings.max_pending_handshakes))
+        match upgrade {
+            Some(upgrade) => {
+                this.spawn_connect(listeners.accept_proven(upgrade, this.settings.max_pending_handshakes))
             }
             None => this.spawn_connect(listeners.accept_first()),
         }
@@ -362,26 +411,18 @@ impl Transport for TcpTransport {
         self.inner.counters.stats()
     }
 
-    /// An authenticated link's binding: its topic, session and both nonces, which both ends
-    /// proved they hold the keys for. A plain link has none.
+    /// Once connected, an authenticated link's binding (its topic, session and both nonces, which
+    /// both ends proved they hold the keys for) or the one its upgrade derived (for Noise, the
+    /// handshake hash). A plain link has none.
     fn binding(&self) -> Option<ChannelBinding> {
-        let options = &self.inner.options;
-        let link = options.link.filter(|_| matches!(self.inner.prover, Ok(Some(_))))?;
-        let (low, high) = if link.own_nonce <= link.remote_nonce {
-            (link.own_nonce, link.remote_nonce)
-        } else {
-            (link.remote_nonce, link.own_nonce)
-        };
-        Some(channel_binding(
-            "mesh tcp link binding v1",
-            &[options.topic.as_bytes(), options.session.as_bytes(), &low, &high],
-        ))
+        self.inner.binding.get().copied()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use mesh_keys::{DiscoveryKey, Keypair};
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::SignalSink;

@@ -16,10 +16,15 @@ pub fn pair(factory: &dyn TransportFactory) -> (Arc<dyn Transport>, Arc<dyn Tran
     pair_rewriting(factory, |signal| vec![signal])
 }
 
-/// [`pair`], passing every signal through `rewrite` on its way: it may change, drop or repeat it.
+/// What becomes of each signal on its way to the other side: it may be changed, dropped or
+/// repeated.
+pub trait Rewrite: Fn(Struct) -> Vec<Struct> + Send + Sync + 'static {}
+impl<F: Fn(Struct) -> Vec<Struct> + Send + Sync + 'static> Rewrite for F {}
+
+/// [`pair`], passing every signal through `rewrite` on its way.
 pub fn pair_rewriting(
     factory: &dyn TransportFactory,
-    rewrite: fn(Struct) -> Vec<Struct>,
+    rewrite: impl Rewrite,
 ) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
     pair_of(factory, (Keypair::generate().public(), Keypair::generate().public()), rewrite)
 }
@@ -37,7 +42,7 @@ pub type SignalLog = Arc<Mutex<Vec<(PublicKey, Struct)>>>;
 pub fn pair_of(
     factory: &dyn TransportFactory,
     keys: (PublicKey, PublicKey),
-    rewrite: fn(Struct) -> Vec<Struct>,
+    rewrite: impl Rewrite,
 ) -> (Arc<dyn Transport>, Arc<dyn Transport>) {
     let (a, b, _) = pair_logged(factory, keys, rewrite);
     (a, b)
@@ -47,20 +52,41 @@ pub fn pair_of(
 pub fn pair_logged(
     factory: &dyn TransportFactory,
     (alice, bob): (PublicKey, PublicKey),
-    rewrite: fn(Struct) -> Vec<Struct>,
+    rewrite: impl Rewrite,
 ) -> (Arc<dyn Transport>, Arc<dyn Transport>, SignalLog) {
-    let topic = DiscoveryKey::from_party(&alice);
+    let initiator = End { factory, own: alice, remote: bob };
+    pair_ends(initiator, End { factory, own: bob, remote: alice }, rewrite)
+}
+
+/// One end of a connection: the factory that makes its transport, its own key and the key it
+/// expects the remote to have.
+pub struct End<'a> {
+    pub factory: &'a dyn TransportFactory,
+    pub own: PublicKey,
+    pub remote: PublicKey,
+}
+
+/// Both ends of one connection attempt, `initiator`'s topic and a fresh session, their signals
+/// forwarded through `rewrite`; and the log of the signals.
+pub fn pair_ends(
+    initiator: End<'_>,
+    answerer: End<'_>,
+    rewrite: impl Rewrite,
+) -> (Arc<dyn Transport>, Arc<dyn Transport>, SignalLog) {
+    let topic = DiscoveryKey::from_party(&initiator.own);
     let session = Keypair::generate().public();
     let (a_sink, a_signals) = SignalSink::channel();
     let (b_sink, b_signals) = SignalSink::channel();
-    let side = |own, remote, initiator, signals| {
-        factory.create(TransportOptions { own, remote, topic, initiator, session, signals, link: None })
+    let side = |end: &End<'_>, initiator, signals| {
+        let (own, remote) = (end.own, end.remote);
+        end.factory.create(TransportOptions { own, remote, topic, initiator, session, signals, link: None })
     };
-    let a = side(alice, bob, true, a_sink);
-    let b = side(bob, alice, false, b_sink);
+    let a = side(&initiator, true, a_sink);
+    let b = side(&answerer, false, b_sink);
     let log = SignalLog::default();
-    tokio::spawn(forward(a_signals, Arc::downgrade(&b), rewrite, (alice, log.clone())));
-    tokio::spawn(forward(b_signals, Arc::downgrade(&a), rewrite, (bob, log.clone())));
+    let rewrite: Arc<dyn Fn(Struct) -> Vec<Struct> + Send + Sync> = Arc::new(rewrite);
+    tokio::spawn(forward(a_signals, Arc::downgrade(&b), rewrite.clone(), (initiator.own, log.clone())));
+    tokio::spawn(forward(b_signals, Arc::downgrade(&a), rewrite, (answerer.own, log.clone())));
     (a, b, log)
 }
 
@@ -69,7 +95,7 @@ pub fn pair_logged(
 async fn forward(
     mut signals: mpsc::Receiver<Struct>,
     to: Weak<dyn Transport>,
-    rewrite: fn(Struct) -> Vec<Struct>,
+    rewrite: Arc<dyn Fn(Struct) -> Vec<Struct> + Send + Sync>,
     (from, log): (PublicKey, SignalLog),
 ) {
     while let Some(signal) = signals.recv().await {
