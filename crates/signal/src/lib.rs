@@ -39,6 +39,7 @@ pub mod fuzzing;
 mod manager;
 mod memory;
 mod messenger;
+pub mod view;
 
 pub use api::Signal;
 pub use client::{Client, ClientConfig, Timeouts};

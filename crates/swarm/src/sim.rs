@@ -9,7 +9,7 @@
 //!
 //! A seeded network model ([`model`]) adds per-pair latency, message loss (as the reliable
 //! messenger's retries) and partitions; a bounded signaling view (`SimConfig::view`, see
-//! `directory.rs`) makes swarms of 10,000 peers affordable. With the defaults (one fixed latency, no loss,
+//! `mesh_signal::view`) makes swarms of 10,000 peers affordable. With the defaults (one fixed latency, no loss,
 //! no partition, everyone told about everyone) the network behaves exactly as before they existed.
 
 use std::{
@@ -25,10 +25,9 @@ use rand::{SeedableRng, rngs::SmallRng};
 
 use crate::{ConnectionError, Event, Output, Swarm};
 
-mod directory;
 pub mod model;
 
-use directory::Directory;
+use mesh_signal::view::IntroductionView;
 pub use model::{Latency, Partition};
 
 /// How the modelled network behaves.
@@ -43,7 +42,7 @@ pub struct SimConfig {
     pub undeliverable_after: Duration,
     /// Probability that one attempt of a swarm message is lost (the messenger retries it).
     pub loss: f64,
-    /// Peers each joining peer is introduced to (see `directory.rs`); `None` tells everyone about
+    /// Peers each joining peer is introduced to (see `mesh_signal::view`); `None` tells everyone about
     /// everyone, as DXOS's signal server does.
     pub view: Option<usize>,
     /// Seeds the latencies, the losses and the bounded view.
@@ -129,7 +128,7 @@ pub struct Sim {
     /// The current split of the network, if any.
     partition: Option<Partition>,
     /// The bounded signaling view, if `config.view` is set.
-    directory: Option<Directory>,
+    directory: Option<IntroductionView<PublicKey>>,
     stats: SimStats,
 }
 
@@ -146,7 +145,7 @@ impl Sim {
     /// An empty network for `topic`, starting at `start`.
     pub fn new(config: SimConfig, topic: DiscoveryKey, start: Instant) -> Self {
         let rng = SmallRng::seed_from_u64(model::mix(config.seed));
-        let directory = config.view.map(|view| Directory::new(view, model::mix(config.seed ^ 0x5157)));
+        let directory = config.view.map(|view| IntroductionView::new(view, model::mix(config.seed ^ 0x5157)));
         Self {
             rng,
             partition: None,
@@ -210,7 +209,7 @@ impl Sim {
             self.drop_link(session, peer);
         }
         if let Some(directory) = &mut self.directory {
-            let (knew, pairs) = directory.leave(peer);
+            let (knew, pairs) = directory.leave(&peer);
             for other in knew {
                 self.schedule(self.server_delay(&other), Delivery::Left { to: other, peer });
             }
