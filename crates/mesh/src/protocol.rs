@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use mesh_extensions::auth::Authenticator;
 use mesh_swarm::{ByteStream, ConnectionInfo, Protocol};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,22 @@ impl TeleportProtocol {
     /// connection is between and its transport's channel binding.
     pub fn with_info(setup: impl Fn(&Teleport, &ConnectionInfo) + Send + Sync + 'static) -> Self {
         Self { setup: Arc::new(setup) }
+    }
+
+    /// A protocol whose connections get their extensions from `setup`; with `auth`, only once the
+    /// remote proved its key (and admission) over the connection, so a refused remote never
+    /// sees them.
+    pub fn authenticated(
+        auth: Option<Arc<Authenticator>>,
+        setup: impl Fn(&Teleport) + Send + Sync + 'static,
+    ) -> Self {
+        let Some(auth) = auth else { return Self::new(setup) };
+        let setup = Arc::new(setup);
+        Self::with_info(move |teleport, info| {
+            let (setup, later) = (setup.clone(), teleport.clone());
+            // A closed connection refuses every extension and is going anyway.
+            let _ = auth.attach(teleport, info.binding, move |_| setup(&later));
+        })
     }
 }
 

@@ -149,20 +149,10 @@ impl Swarm {
                 }
             })
         });
-        let extensions = Arc::new(SwarmExtensions {
-            gossip: gossip.clone(),
-            blobs: blobs.clone(),
-            own: options.extensions,
-        });
-        let for_connections = auth.clone();
-        let protocol = TeleportProtocol::with_info(move |teleport, info| match &for_connections {
-            None => extensions.add_to(teleport),
-            Some(auth) => {
-                // The swarm's extensions wait until the remote proved itself.
-                let (extensions, later) = (extensions.clone(), teleport.clone());
-                let _ = auth.attach(teleport, info.binding, move |_| extensions.add_to(&later));
-            }
-        });
+        let extensions =
+            SwarmExtensions { gossip: gossip.clone(), blobs: blobs.clone(), own: options.extensions };
+        let protocol =
+            TeleportProtocol::authenticated(auth.clone(), move |teleport| extensions.add_to(teleport));
         let handle = manager.join(topic, topology, Arc::new(protocol)).await?;
         Ok(Self { topic, handle, gossip, presence, blobs, auth })
     }

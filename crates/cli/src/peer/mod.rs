@@ -21,7 +21,7 @@ use mesh_swarm::{
     Event as SwarmEvent, NetworkManager, SwarmConfig,
     topology::{FullyConnected, Mmst, Star, Topology},
 };
-use mesh_teleport::{Extension, ExtensionContext, ExtensionError, Teleport};
+use mesh_teleport::{Extension, ExtensionContext, ExtensionError};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -289,19 +289,12 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let mut presence_events = presence.events();
     let blob_store = Blobs::default();
     let (for_connections, for_blobs) = (gossip.clone(), blob_store.clone());
-    let add_extensions = Arc::new(move |teleport: &Teleport| {
+    // In a members-only swarm, the extensions wait until the remote proved itself.
+    let protocol = TeleportProtocol::authenticated(auth, move |teleport| {
         let reported = Reported { gossip: for_connections.extension(), out, open: Default::default() };
         // Constant names without '/': adding them cannot fail.
         let _ = teleport.add_extension(gossip::EXTENSION, reported);
         let _ = teleport.add_extension(blobs::EXTENSION, for_blobs.extension());
-    });
-    let protocol = TeleportProtocol::with_info(move |teleport, info| match &auth {
-        None => add_extensions(teleport),
-        Some(auth) => {
-            // In a members-only swarm, the rest waits until the remote proved itself.
-            let (add, later) = (add_extensions.clone(), teleport.clone());
-            let _ = auth.attach(teleport, info.binding, move |_| add(&later));
-        }
     });
     let mut fetching = match (args.fetch, args.out.clone()) {
         (Some(hash), Some(path)) => Some(Box::pin(share::fetch(blob_store.clone(), hash, path, out))),
