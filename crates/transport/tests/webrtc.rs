@@ -21,12 +21,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// Opens both sides and waits for both streams; returns them and the setup time.
 async fn connect(a: &Arc<dyn Transport>, b: &Arc<dyn Transport>) -> (ByteStream, ByteStream, Duration) {
     let started = Instant::now();
-    a.open().await.unwrap();
-    b.open().await.unwrap();
-    let (x, y) = tokio::time::timeout(PATIENCE, async { tokio::join!(a.connected(), b.connected()) })
-        .await
-        .expect("connected in time");
-    (x.expect("the initiator connects"), y.expect("the answerer connects"), started.elapsed())
+    let (x, y) = common::connect(a, b, PATIENCE).await;
+    (x, y, started.elapsed())
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
