@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
-use mesh_signal_server::{AuthPolicy, Config, Limits, RateLimit, Server, TlsFiles};
+use mesh_signal_server::{AuthPolicy, Config, IntroductionView, Limits, RateLimit, Server, TlsFiles};
 
 /// Options of `mesh signal`.
 #[derive(Debug, clap::Args)]
@@ -55,6 +55,13 @@ pub(crate) struct Args {
     /// capped at --idle-timeout.
     #[arg(long, default_value_t = Limits::default().write_timeout.as_secs())]
     write_timeout: u64,
+    /// Introduce each newcomer to about this many members of a large topic instead of to all of
+    /// them (off by default: everyone meets everyone, as with DXOS's server).
+    #[arg(long)]
+    introduction_view: Option<usize>,
+    /// With --introduction-view: topics with fewer members than this still introduce everyone.
+    #[arg(long, default_value_t = 0, requires = "introduction_view")]
+    everyone_up_to: usize,
     /// PEM certificate chain: serve wss:// (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -84,6 +91,9 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         max_topic_members: args.max_topic_members,
         idle_timeout: Duration::from_secs(args.idle_timeout),
         write_timeout: Duration::from_secs(args.write_timeout),
+        introduction_view: args
+            .introduction_view
+            .map(|view| IntroductionView::new(view, args.everyone_up_to)),
         ..Limits::default()
     };
     let tls = args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles { cert, key });

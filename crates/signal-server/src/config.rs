@@ -38,6 +38,32 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// How a large topic introduces its members: each newcomer meets a bounded sample instead of
+/// every member (see `mesh_signal::view`, which the simulator runs too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntroductionView {
+    /// Members a newcomer is introduced to, about; each introduction goes both ways.
+    pub view: usize,
+    /// Topics with fewer members than this introduce everyone to everyone, as DXOS does.
+    pub everyone_up_to: usize,
+    /// Seeds the samples; `None` draws a seed when the server starts. The same seed and the same
+    /// joins and leaves give the same introductions.
+    pub seed: Option<u64>,
+}
+
+impl IntroductionView {
+    /// A view of `view` members, for topics of at least `everyone_up_to`.
+    pub fn new(view: usize, everyone_up_to: usize) -> Self {
+        Self { view, everyone_up_to, seed: None }
+    }
+
+    /// Sets [`IntroductionView::seed`].
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
 /// The limits that keep one client, or many, from exhausting the server.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -85,6 +111,10 @@ pub struct Limits {
     /// Relayed messages queued to one connection; more are dropped (the reliable messenger
     /// resends). Swarm events do not queue here: they are coalesced per stream and peer.
     pub send_queue: usize,
+    /// Introduce newcomers to large topics through a bounded view; `None` (the default) tells
+    /// every member about every other, as DXOS's server does. A join costs O(view) events
+    /// instead of O(members), and a member hears of about twice the view rather than everyone.
+    pub introduction_view: Option<IntroductionView>,
 }
 
 impl Default for Limits {
@@ -105,6 +135,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 1_024,
             send_queue: 256,
+            introduction_view: None,
         }
     }
 }

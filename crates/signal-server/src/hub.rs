@@ -15,10 +15,11 @@ use std::{
 
 use bytes::Bytes;
 use mesh_proto::Timestamp;
+use mesh_signal::view::IntroductionView;
 use tokio::sync::mpsc;
 
 use crate::{
-    Limits, RateLimit,
+    IntroductionView as ViewConfig, Limits, RateLimit,
     limiter::TokenBucket,
     mailbox::{Change, Mailbox, Posted},
     metrics::Metrics,
@@ -106,6 +107,28 @@ struct Topic {
     /// Registrations over all members, which [`Limits::max_topic_members`] caps.
     streams: usize,
     joins: TokenBucket,
+    /// Who was introduced to whom, when the server introduces through a bounded view; without
+    /// one, every member knows every other.
+    view: Option<IntroductionView<Key>>,
+}
+
+impl Topic {
+    /// Tells `to`'s streams about `peer`'s change.
+    fn post(&self, to: &Key, peer: &Key, change: Change, metrics: &Metrics) {
+        for registration in self.members.get(to).map(|member| &member.registrations[..]).unwrap_or_default() {
+            registration.post_event(peer, change, metrics);
+        }
+    }
+
+    /// Introduces the members of each pair to each other.
+    fn introduce(&self, pairs: &[(Key, Key)], metrics: &Metrics) {
+        for (a, b) in pairs {
+            if let (Some(member_a), Some(member_b)) = (self.members.get(a), self.members.get(b)) {
+                self.post(a, b, Change::Available { since: member_b.since, new: true }, metrics);
+                self.post(b, a, Change::Available { since: member_a.since, new: true }, metrics);
+            }
+        }
+    }
 }
 
 struct Sharded<T> {
@@ -135,6 +158,8 @@ pub(crate) struct Hub {
     max_topic_members: usize,
     max_inboxes_per_peer: usize,
     join_rate_per_topic: RateLimit,
+    /// The bounded view's settings, its seed drawn.
+    introduction_view: Option<ViewConfig>,
     topics: Sharded<Topic>,
     /// The topics each peer is a member of, to find its registrations when its key is claimed.
     memberships: Sharded<HashSet<Key>>,
@@ -149,6 +174,9 @@ impl Hub {
             max_topic_members: limits.max_topic_members,
             max_inboxes_per_peer: limits.max_inboxes_per_peer,
             join_rate_per_topic: limits.join_rate_per_topic,
+            introduction_view: limits
+                .introduction_view
+                .map(|view| ViewConfig { seed: Some(view.seed.unwrap_or_else(rand::random)), ..view }),
             topics: Sharded::new(),
             memberships: Sharded::new(),
             inboxes: Sharded::new(),
@@ -173,6 +201,10 @@ impl Hub {
             members: HashMap::new(),
             streams: 0,
             joins: TokenBucket::new(self.join_rate_per_topic, now),
+            view: self.introduction_view.map(|view| {
+                IntroductionView::new(view.view, view.seed.unwrap_or_default())
+                    .everyone_up_to(view.everyone_up_to)
+            }),
         });
         let refusal = if state.streams >= self.max_topic_members {
             Some(JoinRefusal::TopicFull)
@@ -208,11 +240,24 @@ impl Hub {
 
         let arrival = Change::Available { since, new };
         let mut for_joiner = Vec::new();
-        for (key, member) in state.members.iter().filter(|(key, _)| *key != peer) {
-            for other in &member.registrations {
-                other.post_event(peer, arrival, &self.metrics);
+        if let Some(view) = &mut state.view {
+            // A second stream of a member meets whom the member already knows.
+            let pairs = if new {
+                view.join(peer.clone())
+            } else {
+                view.known(peer).map(|other| (peer.clone(), other.clone())).collect()
+            };
+            for (_, other) in &pairs {
+                state.post(other, peer, arrival, &self.metrics);
+                for_joiner.extend(state.members.get(other).map(|member| (other.clone(), member.since)));
             }
-            for_joiner.push((key.clone(), member.since));
+        } else {
+            for (key, member) in state.members.iter().filter(|(key, _)| *key != peer) {
+                for other in &member.registrations {
+                    other.post_event(peer, arrival, &self.metrics);
+                }
+                for_joiner.push((key.clone(), member.since));
+            }
         }
         drop(topics);
         self.memberships.lock(peer).entry(peer.clone()).or_default().insert(topic.clone());
@@ -245,9 +290,17 @@ impl Hub {
         }
         state.members.remove(peer);
         self.metrics.members.dec();
-        for member in state.members.values() {
-            for other in &member.registrations {
-                other.post_event(peer, Change::Left, &self.metrics);
+        if let Some(view) = &mut state.view {
+            let (knew, pairs) = view.leave(peer);
+            for other in &knew {
+                state.post(other, peer, Change::Left, &self.metrics);
+            }
+            state.introduce(&pairs, &self.metrics);
+        } else {
+            for member in state.members.values() {
+                for other in &member.registrations {
+                    other.post_event(peer, Change::Left, &self.metrics);
+                }
             }
         }
         if state.members.is_empty() {

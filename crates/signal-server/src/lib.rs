@@ -36,7 +36,7 @@ mod server;
 mod session;
 mod tls;
 
-pub use config::{AuthPolicy, Config, Limits, RateLimit, TlsFiles};
+pub use config::{AuthPolicy, Config, IntroductionView, Limits, RateLimit, TlsFiles};
 pub use http::{METRICS_PATH, SIGNAL_PATH};
 pub use metrics::Stats;
 pub use server::{Server, StartError};

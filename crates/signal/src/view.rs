@@ -8,6 +8,10 @@
 //! introduced to each other, so every peer always knows its key-order neighbours (which MMST's
 //! ring needs). Views grow as later peers pick earlier ones, to about twice `v` on average.
 //!
+//! Below a threshold ([`IntroductionView::everyone_up_to`]) a newcomer is introduced to every
+//! live peer, as DXOS does; peers introduced that way while every live peer was are kept as a
+//! clique rather than as pairs, so a small topic costs no more than its member list.
+//!
 //! Pure and seeded: the same joins and leaves with the same seed give the same introductions,
 //! which is how the simulator (`mesh-swarm`'s `sim`) and a signal server can be checked against
 //! each other.
@@ -21,6 +25,8 @@ use rand::{RngExt, SeedableRng, rngs::SmallRng};
 #[derive(Debug)]
 pub struct IntroductionView<K> {
     view: usize,
+    /// Newcomers to fewer live peers than this meet them all.
+    everyone_up_to: usize,
     rng: SmallRng,
     /// Live peers, sorted.
     sorted: BTreeSet<K>,
@@ -28,8 +34,11 @@ pub struct IntroductionView<K> {
     live: Vec<K>,
     /// Each live peer's index in `live`.
     index: BTreeMap<K, usize>,
-    /// For each live peer, the live peers it was introduced to (the relation is symmetric).
+    /// For each live peer, the live peers it was introduced to (the relation is symmetric),
+    /// besides the clique.
     known: BTreeMap<K, BTreeSet<K>>,
+    /// Live peers that all know each other, without pairs in `known`.
+    clique: BTreeSet<K>,
 }
 
 impl<K: Ord + Clone> IntroductionView<K> {
@@ -37,12 +46,21 @@ impl<K: Ord + Clone> IntroductionView<K> {
     pub fn new(view: usize, seed: u64) -> Self {
         Self {
             view: view.max(2),
+            everyone_up_to: 0,
             rng: SmallRng::seed_from_u64(seed),
             sorted: BTreeSet::new(),
             live: Vec::new(),
             index: BTreeMap::new(),
             known: BTreeMap::new(),
+            clique: BTreeSet::new(),
         }
+    }
+
+    /// Introduces a newcomer to every live peer while there are fewer than `peers` of them (DXOS's
+    /// everyone-to-everyone for small swarms); the bounded view applies above.
+    pub fn everyone_up_to(mut self, peers: usize) -> Self {
+        self.everyone_up_to = peers;
+        self
     }
 
     /// How many key-order neighbours on each side a peer is introduced to.
@@ -53,13 +71,29 @@ impl<K: Ord + Clone> IntroductionView<K> {
     /// `peer` joins (or restarts): the pairs to introduce, each once, the newcomer first. A
     /// restarted peer is introduced again to everyone it knew.
     pub fn join(&mut self, peer: K) -> Vec<(K, K)> {
-        if let Some(known) = self.known.get(&peer) {
-            return known.iter().map(|other| (peer.clone(), other.clone())).collect();
+        if self.known.contains_key(&peer) {
+            return self.known(&peer).map(|other| (peer.clone(), other.clone())).collect();
         }
+        let everyone = self.live.len() < self.everyone_up_to || self.live.len() <= self.view;
+        let picked: BTreeSet<K> = if everyone { self.sorted.clone() } else { self.sample(&peer) };
+        let joins_clique = everyone && self.clique.len() == self.live.len();
+        self.sorted.insert(peer.clone());
+        self.index.insert(peer.clone(), self.live.len());
+        self.live.push(peer.clone());
+        self.known.insert(peer.clone(), BTreeSet::new());
+        if joins_clique {
+            self.clique.insert(peer.clone());
+            return picked.into_iter().map(|other| (peer.clone(), other)).collect();
+        }
+        picked.into_iter().filter_map(|other| self.introduce(peer.clone(), other)).collect()
+    }
+
+    /// The bounded view for a newcomer: its key-order neighbours and random others.
+    fn sample(&mut self, peer: &K) -> BTreeSet<K> {
         let mut picked: BTreeSet<K> = BTreeSet::new();
         let side = self.side();
-        picked.extend(self.sorted.range(..&peer).rev().take(side).cloned());
-        picked.extend(self.sorted.range(&peer..).take(side).cloned());
+        picked.extend(self.sorted.range(..peer).rev().take(side).cloned());
+        picked.extend(self.sorted.range(peer..).take(side).cloned());
         let want = self.view.min(self.live.len());
         // Bounded attempts: a small swarm may have fewer distinct peers than asked for.
         for _ in 0..want.saturating_mul(4) {
@@ -69,21 +103,20 @@ impl<K: Ord + Clone> IntroductionView<K> {
             let at = self.rng.random_range(0..self.live.len());
             picked.insert(self.live[at].clone());
         }
-        self.sorted.insert(peer.clone());
-        self.index.insert(peer.clone(), self.live.len());
-        self.live.push(peer.clone());
-        self.known.insert(peer.clone(), BTreeSet::new());
-        picked.into_iter().filter_map(|other| self.introduce(peer.clone(), other)).collect()
+        picked
     }
 
     /// `peer` is gone: the peers that knew it (to tell that it left), and the pairs around its
     /// place to introduce.
     pub fn leave(&mut self, peer: &K) -> (Vec<K>, Vec<(K, K)>) {
-        let Some(known) = self.known.remove(peer) else { return (Vec::new(), Vec::new()) };
+        let Some(mut known) = self.known.remove(peer) else { return (Vec::new(), Vec::new()) };
         for other in &known {
             if let Some(set) = self.known.get_mut(other) {
                 set.remove(peer);
             }
+        }
+        if self.clique.remove(peer) {
+            known.extend(self.clique.iter().cloned());
         }
         self.sorted.remove(peer);
         if let Some(at) = self.index.remove(peer) {
@@ -107,7 +140,7 @@ impl<K: Ord + Clone> IntroductionView<K> {
 
     /// Records that `a` and `b` know each other; the pair if they did not already.
     fn introduce(&mut self, a: K, b: K) -> Option<(K, K)> {
-        if a == b {
+        if a == b || (self.clique.contains(&a) && self.clique.contains(&b)) {
             return None;
         }
         let fresh = self.known.entry(a.clone()).or_default().insert(b.clone());
@@ -116,8 +149,19 @@ impl<K: Ord + Clone> IntroductionView<K> {
     }
 
     /// The live peers `peer` was introduced to.
-    pub fn known(&self, peer: &K) -> impl Iterator<Item = &K> {
-        self.known.get(peer).into_iter().flatten()
+    pub fn known<'a>(&'a self, peer: &'a K) -> impl Iterator<Item = &'a K> {
+        let clique = self.clique.contains(peer).then_some(&self.clique).into_iter().flatten();
+        self.known.get(peer).into_iter().flatten().chain(clique.filter(move |other| *other != peer))
+    }
+
+    /// How many peers are live.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Whether no peer is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
     }
 }
 
@@ -147,5 +191,21 @@ mod tests {
         assert!(introductions[499].len() >= 8, "a late newcomer still meets a good share of the view");
         assert_eq!(introductions, run(7), "seeded: the same input gives the same introductions");
         assert_ne!(introductions, run(8));
+    }
+
+    #[test]
+    fn small_swarms_meet_everyone_and_a_clique_member_leaving_is_told_to_all() {
+        let mut view = IntroductionView::new(4, 3).everyone_up_to(10);
+        for key in 0u8..10 {
+            assert_eq!(
+                view.join(key).len(),
+                usize::from(key),
+                "below the threshold a newcomer meets everyone"
+            );
+        }
+        assert!(view.join(10).len() <= 4, "above it, the view");
+        let (knew, _) = view.leave(&0);
+        assert!((1u8..10).all(|key| knew.contains(&key)), "every clique member knew the one leaving");
+        assert!(view.known.values().all(|set| set.len() <= 4), "the clique holds no pairs");
     }
 }
