@@ -1,16 +1,18 @@
 //! The Debian packages the tests run as real counterparts: Chromium for the browser peers, coturn
-//! for TURN, nftables and iproute2 for the network namespaces. Installed with apt when missing.
+//! for TURN, nftables and iproute2 for the network namespaces, NATS for federated signal servers.
+//! Installed with apt when missing.
 
 use std::process::Command;
 
 use anyhow::{Result, bail};
 
 /// (program the tests run, Debian packages that bring it).
-const PACKAGES: [(&str, &[&str]); 4] = [
+const PACKAGES: [(&str, &[&str]); 5] = [
     ("chromium", &["chromium", "chromium-driver"]),
     ("turnserver", &["coturn"]),
     ("nft", &["nftables"]),
     ("ip", &["iproute2"]),
+    ("nats-server", &["nats-server"]),
 ];
 
 /// Installs the packages of every missing program, or says plainly why it cannot.

@@ -167,6 +167,8 @@ pub struct Config {
     /// the client's `Host` header, which a relaying server controls: the server warns at start
     /// when authentication is on and this is unset.
     pub public_url: Option<String>,
+    /// Serve one set of topics and inboxes with other servers through NATS; `None` serves alone.
+    pub federation: Option<crate::Federation>,
 }
 
 impl Default for Config {
@@ -177,6 +179,7 @@ impl Default for Config {
             auth: AuthPolicy::default(),
             tls: None,
             public_url: None,
+            federation: None,
         }
     }
 }
@@ -203,6 +206,12 @@ impl Config {
     /// Sets [`Config::tls`].
     pub fn with_tls(mut self, tls: Option<TlsFiles>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Sets [`Config::federation`].
+    pub fn with_federation(mut self, federation: Option<crate::Federation>) -> Self {
+        self.federation = federation;
         self
     }
 

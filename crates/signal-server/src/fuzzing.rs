@@ -92,7 +92,7 @@ impl Harness {
     pub fn new(connections: usize, policy: AuthPolicy, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new());
         let mut harness = Self {
-            hub: Hub::new(metrics.clone(), &limits),
+            hub: Hub::new(metrics.clone(), &limits, None),
             metrics,
             policy,
             limits,

@@ -20,10 +20,15 @@ use tokio::sync::mpsc;
 
 use crate::{
     IntroductionView as ViewConfig, Limits, RateLimit,
+    federation::{Outbox, ServerId},
     limiter::TokenBucket,
     mailbox::{Change, Mailbox, Posted},
     metrics::Metrics,
 };
+
+mod topic;
+
+use topic::{Member, Topic};
 
 /// A topic or peer key as the client sent it (DXOS clients may use any bytes as a topic).
 pub(crate) type Key = Bytes;
@@ -95,42 +100,6 @@ pub(crate) enum JoinRefusal {
     TopicFull,
 }
 
-#[derive(Debug)]
-struct Member {
-    since: Timestamp,
-    registrations: Vec<Registration>,
-}
-
-#[derive(Debug)]
-struct Topic {
-    members: HashMap<Key, Member>,
-    /// Registrations over all members, which [`Limits::max_topic_members`] caps.
-    streams: usize,
-    joins: TokenBucket,
-    /// Who was introduced to whom, when the server introduces through a bounded view; without
-    /// one, every member knows every other.
-    view: Option<IntroductionView<Key>>,
-}
-
-impl Topic {
-    /// Tells `to`'s streams about `peer`'s change.
-    fn post(&self, to: &Key, peer: &Key, change: Change, metrics: &Metrics) {
-        for registration in self.members.get(to).map(|member| &member.registrations[..]).unwrap_or_default() {
-            registration.post_event(peer, change, metrics);
-        }
-    }
-
-    /// Introduces the members of each pair to each other.
-    fn introduce(&self, pairs: &[(Key, Key)], metrics: &Metrics) {
-        for (a, b) in pairs {
-            if let (Some(member_a), Some(member_b)) = (self.members.get(a), self.members.get(b)) {
-                self.post(a, b, Change::Available { since: member_b.since, new: true }, metrics);
-                self.post(b, a, Change::Available { since: member_a.since, new: true }, metrics);
-            }
-        }
-    }
-}
-
 struct Sharded<T> {
     shards: Vec<Mutex<HashMap<Key, T>>>,
     hasher: RandomState,
@@ -166,10 +135,12 @@ pub(crate) struct Hub {
     inboxes: Sharded<Vec<Registration>>,
     claims: Sharded<usize>,
     metrics: Arc<Metrics>,
+    /// Where local membership and inbox changes go for the federated servers, when federated.
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl Hub {
-    pub(crate) fn new(metrics: Arc<Metrics>, limits: &Limits) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, limits: &Limits, outbox: Option<Arc<Outbox>>) -> Self {
         Self {
             max_topic_members: limits.max_topic_members,
             max_inboxes_per_peer: limits.max_inboxes_per_peer,
@@ -182,6 +153,7 @@ impl Hub {
             inboxes: Sharded::new(),
             claims: Sharded::new(),
             metrics,
+            outbox,
         }
     }
 
@@ -197,15 +169,7 @@ impl Hub {
         wall: SystemTime,
     ) -> Result<Vec<(Key, Timestamp)>, JoinRefusal> {
         let mut topics = self.topics.lock(topic);
-        let state = topics.entry(topic.clone()).or_insert_with(|| Topic {
-            members: HashMap::new(),
-            streams: 0,
-            joins: TokenBucket::new(self.join_rate_per_topic, now),
-            view: self.introduction_view.map(|view| {
-                IntroductionView::new(view.view, view.seed.unwrap_or_default())
-                    .everyone_up_to(view.everyone_up_to)
-            }),
-        });
+        let state = topics.entry(topic.clone()).or_insert_with(|| self.new_topic(now));
         let refusal = if state.streams >= self.max_topic_members {
             Some(JoinRefusal::TopicFull)
         } else if !state.joins.try_take(now) {
@@ -224,44 +188,37 @@ impl Hub {
             self.metrics.topics.inc();
         }
         state.streams += 1;
-        let (since, new) = match state.members.entry(peer.clone()) {
+        let (new, first_here) = match state.members.entry(peer.clone()) {
             Entry::Occupied(entry) => {
                 let member = entry.into_mut();
+                let first_here = member.registrations.is_empty();
+                if first_here {
+                    state.remote_only -= 1;
+                }
                 member.registrations.push(registration);
-                (member.since, false)
+                (false, first_here)
             }
             Entry::Vacant(entry) => {
                 self.metrics.members.inc();
-                let since = Timestamp::from(wall);
-                entry.insert(Member { since, registrations: vec![registration] });
-                (since, true)
+                entry.insert(Member::local(Timestamp::from(wall), registration));
+                (true, true)
             }
         };
-
-        let arrival = Change::Available { since, new };
-        let mut for_joiner = Vec::new();
-        if let Some(view) = &mut state.view {
-            // A second stream of a member meets whom the member already knows.
-            let pairs = if new {
-                view.join(peer.clone())
-            } else {
-                view.known(peer).map(|other| (peer.clone(), other.clone())).collect()
-            };
-            for (_, other) in &pairs {
-                state.post(other, peer, arrival, &self.metrics);
-                for_joiner.extend(state.members.get(other).map(|member| (other.clone(), member.since)));
-            }
-        } else {
-            for (key, member) in state.members.iter().filter(|(key, _)| *key != peer) {
-                for other in &member.registrations {
-                    other.post_event(peer, arrival, &self.metrics);
-                }
-                for_joiner.push((key.clone(), member.since));
-            }
-        }
+        let for_joiner = state.arrive(peer, new, &self.metrics);
         drop(topics);
         self.memberships.lock(peer).entry(peer.clone()).or_default().insert(topic.clone());
+        if first_here && let Some(outbox) = &self.outbox {
+            outbox.topic_changed(topic);
+        }
         Ok(for_joiner)
+    }
+
+    fn new_topic(&self, now: Instant) -> Topic {
+        let view = self.introduction_view.map(|view| {
+            IntroductionView::new(view.view, view.seed.unwrap_or_default())
+                .everyone_up_to(view.everyone_up_to)
+        });
+        Topic::new(TokenBucket::new(self.join_rate_per_topic, now), view)
     }
 
     /// Removes stream `stream` of connection `conn` from `topic`; when it was the peer's last
@@ -285,29 +242,25 @@ impl Hub {
             std::mem::take(&mut member.registrations).into_iter().partition(|r| matches(r));
         member.registrations = kept;
         state.streams -= removed.len();
-        if !member.registrations.is_empty() {
+        if removed.is_empty() || !member.registrations.is_empty() {
             return removed;
         }
-        state.members.remove(peer);
-        self.metrics.members.dec();
-        if let Some(view) = &mut state.view {
-            let (knew, pairs) = view.leave(peer);
-            for other in &knew {
-                state.post(other, peer, Change::Left, &self.metrics);
-            }
-            state.introduce(&pairs, &self.metrics);
+        if member.is_gone() {
+            state.members.remove(peer);
+            self.metrics.members.dec();
+            state.depart(peer, &self.metrics);
         } else {
-            for member in state.members.values() {
-                for other in &member.registrations {
-                    other.post_event(peer, Change::Left, &self.metrics);
-                }
-            }
+            // Other servers still hold the peer: it stays a member here.
+            state.remote_only += 1;
         }
         if state.members.is_empty() {
             topics.remove(topic);
             self.metrics.topics.dec();
         }
         drop(topics);
+        if let Some(outbox) = &self.outbox {
+            outbox.topic_changed(topic);
+        }
         let mut memberships = self.memberships.lock(peer);
         if let Some(joined) = memberships.get_mut(peer) {
             joined.remove(topic);
@@ -324,7 +277,13 @@ impl Hub {
         if inboxes.get(peer).map_or(0, Vec::len) >= self.max_inboxes_per_peer {
             return false;
         }
-        inboxes.entry(peer.clone()).or_default().push(registration);
+        let registrations = inboxes.entry(peer.clone()).or_default();
+        registrations.push(registration);
+        let first = registrations.len() == 1;
+        drop(inboxes);
+        if first && let Some(outbox) = &self.outbox {
+            outbox.inbox_changed(peer);
+        }
         true
     }
 
@@ -335,12 +294,38 @@ impl Hub {
             registrations.retain(|registration| !registration.is(conn, stream));
             if registrations.is_empty() {
                 inboxes.remove(peer);
+                drop(inboxes);
+                if let Some(outbox) = &self.outbox {
+                    outbox.inbox_changed(peer);
+                }
             }
         }
     }
 
-    /// Delivers an encoded `Message` to every open inbox of `recipient`; returns how many took it.
-    pub(crate) fn relay(&self, recipient: &Key, message: &Bytes) -> usize {
+    /// Whether `peer` has an inbox open on this server.
+    pub(crate) fn has_inbox(&self, peer: &Key) -> bool {
+        self.inboxes.lock(peer).contains_key(peer)
+    }
+
+    /// Delivers an encoded `Message` from a client to every open inbox of `recipient`; when
+    /// federated and no inbox here took it, hands it to the servers that hold the recipient.
+    pub(crate) fn relay(&self, recipient: &Key, message: &Bytes) {
+        let Some(outbox) = &self.outbox else {
+            self.deliver(recipient, message);
+            return;
+        };
+        // A client using several servers sends through each: what arrives twice goes on once.
+        if !outbox.first_sighting(message) {
+            return;
+        }
+        if self.deliver(recipient, message) == 0 {
+            outbox.relay(recipient, message);
+        }
+    }
+
+    /// Delivers an encoded `Message` to every open inbox of `recipient` here; returns how many
+    /// took it.
+    pub(crate) fn deliver(&self, recipient: &Key, message: &Bytes) -> usize {
         let inboxes = self.inboxes.lock(recipient);
         let Some(registrations) = inboxes.get(recipient) else { return 0 };
         let mut delivered = 0;
@@ -392,6 +377,10 @@ impl Hub {
             });
             if registrations.is_empty() {
                 inboxes.remove(peer);
+                drop(inboxes);
+                if let Some(outbox) = &self.outbox {
+                    outbox.inbox_changed(peer);
+                }
             }
         }
     }
@@ -405,5 +394,67 @@ impl Hub {
                 claims.remove(peer);
             }
         }
+    }
+
+    /// Another server holds `peer` in `topic` since `since`. Ignored for topics without local
+    /// members (nobody here to tell) and beyond the topic's member limit.
+    pub(crate) fn remote_present(&self, topic: &Key, peer: &Key, server: ServerId, since: Timestamp) {
+        let mut topics = self.topics.lock(topic);
+        let Some(state) = topics.get_mut(topic) else { return };
+        match state.members.entry(peer.clone()) {
+            Entry::Occupied(entry) => {
+                let member = entry.into_mut();
+                if !member.servers.contains(&server) {
+                    member.servers.push(server);
+                }
+            }
+            Entry::Vacant(entry) => {
+                if state.remote_only >= self.max_topic_members {
+                    self.metrics.federation_members_refused.inc();
+                    return;
+                }
+                self.metrics.members.inc();
+                state.remote_only += 1;
+                entry.insert(Member::remote(since, server));
+                state.arrive(peer, true, &self.metrics);
+            }
+        }
+    }
+
+    /// Server `server` no longer holds `peer` in `topic`.
+    pub(crate) fn remote_absent(&self, topic: &Key, peer: &Key, server: ServerId) {
+        let mut topics = self.topics.lock(topic);
+        let Some(state) = topics.get_mut(topic) else { return };
+        let Some(member) = state.members.get_mut(peer) else { return };
+        member.servers.retain(|held| *held != server);
+        if !member.is_gone() {
+            return;
+        }
+        state.members.remove(peer);
+        state.remote_only -= 1;
+        self.metrics.members.dec();
+        state.depart(peer, &self.metrics);
+        if state.members.is_empty() {
+            topics.remove(topic);
+            self.metrics.topics.dec();
+        }
+    }
+
+    /// The members of `topic` with streams on this server, and their arrival times.
+    pub(crate) fn local_members(&self, topic: &Key) -> Vec<(Key, Timestamp)> {
+        let topics = self.topics.lock(topic);
+        let Some(state) = topics.get(topic) else { return Vec::new() };
+        state.local_members().map(|(peer, member)| (peer.clone(), member.since)).collect()
+    }
+
+    /// Every topic with members on this server.
+    pub(crate) fn local_topics(&self) -> Vec<Key> {
+        let mut local = Vec::new();
+        for shard in &self.topics.shards {
+            let topics = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            local
+                .extend(topics.iter().filter(|(_, state)| state.streams > 0).map(|(topic, _)| topic.clone()));
+        }
+        local
     }
 }

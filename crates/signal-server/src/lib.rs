@@ -24,6 +24,7 @@
 
 mod config;
 mod connection;
+mod federation;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -37,6 +38,7 @@ mod session;
 mod tls;
 
 pub use config::{AuthPolicy, Config, IntroductionView, Limits, RateLimit, TlsFiles};
+pub use federation::Federation;
 pub use http::{METRICS_PATH, SIGNAL_PATH};
 pub use metrics::Stats;
 pub use server::{Server, StartError};

@@ -21,6 +21,14 @@ pub(crate) struct Metrics {
     pub(crate) joins_rate_limited: Counter,
     pub(crate) events_coalesced: Counter,
     pub(crate) writes_timed_out: Counter,
+    pub(crate) federation_connected: Gauge,
+    pub(crate) federation_servers: Gauge,
+    pub(crate) federation_published: Counter,
+    pub(crate) federation_received: Counter,
+    pub(crate) federation_dropped: Counter,
+    pub(crate) federation_duplicates: Counter,
+    pub(crate) federation_rejected: Counter,
+    pub(crate) federation_members_refused: Counter,
     registry: Registry,
 }
 
@@ -72,6 +80,46 @@ impl Metrics {
             "Connections closed because a write to the client stalled past the write timeout",
             metrics.writes_timed_out.clone(),
         );
+        registry.register(
+            "federation_connected",
+            "1 while the federation's NATS connection is up, 0 when it is down (or not federated)",
+            metrics.federation_connected.clone(),
+        );
+        registry.register(
+            "federation_servers",
+            "Other federated servers heard from within their timeout",
+            metrics.federation_servers.clone(),
+        );
+        registry.register(
+            "federation_published",
+            "Messages published to NATS",
+            metrics.federation_published.clone(),
+        );
+        registry.register(
+            "federation_received",
+            "Messages received from other servers through NATS",
+            metrics.federation_received.clone(),
+        );
+        registry.register(
+            "federation_dropped",
+            "Messages for peers on other servers dropped: NATS away, or its queue full",
+            metrics.federation_dropped.clone(),
+        );
+        registry.register(
+            "federation_duplicates",
+            "Copies of a message dropped because it was relayed moments before",
+            metrics.federation_duplicates.clone(),
+        );
+        registry.register(
+            "federation_rejected",
+            "Malformed messages from NATS",
+            metrics.federation_rejected.clone(),
+        );
+        registry.register(
+            "federation_members_refused",
+            "Members reported by other servers beyond a topic's member limit",
+            metrics.federation_members_refused.clone(),
+        );
         metrics.registry = registry;
         metrics
     }
@@ -98,6 +146,12 @@ impl Metrics {
             joins_rate_limited: self.joins_rate_limited.get(),
             events_coalesced: self.events_coalesced.get(),
             writes_timed_out: self.writes_timed_out.get(),
+            federation_connected: self.federation_connected.get() > 0,
+            federation_servers: self.federation_servers.get().max(0) as u64,
+            federation_published: self.federation_published.get(),
+            federation_received: self.federation_received.get(),
+            federation_dropped: self.federation_dropped.get(),
+            federation_duplicates: self.federation_duplicates.get(),
         }
     }
 }
@@ -131,4 +185,16 @@ pub struct Stats {
     pub events_coalesced: u64,
     /// Connections closed because a write to the client stalled past the write timeout.
     pub writes_timed_out: u64,
+    /// Whether the federation's NATS connection is up.
+    pub federation_connected: bool,
+    /// Other federated servers heard from within their timeout.
+    pub federation_servers: u64,
+    /// Messages published to NATS.
+    pub federation_published: u64,
+    /// Messages received from other servers through NATS.
+    pub federation_received: u64,
+    /// Messages for peers on other servers dropped: NATS away, or its queue full.
+    pub federation_dropped: u64,
+    /// Copies of a message dropped because it was relayed moments before.
+    pub federation_duplicates: u64,
 }

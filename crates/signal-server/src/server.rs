@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     AuthPolicy, Config, Stats,
+    federation::{self, Outbox},
     http::{self, Route, SIGNAL_PATH},
     hub::Hub,
     metrics::Metrics,
@@ -67,7 +68,7 @@ pub(crate) struct Shared {
     authority: Option<Arc<str>>,
     /// Cancelled by [`Server::abort`]: connections drop their sockets without a close frame.
     pub(crate) aborted: CancellationToken,
-    pub(crate) hub: Hub,
+    pub(crate) hub: Arc<Hub>,
     pub(crate) metrics: Arc<Metrics>,
     open_sockets: AtomicUsize,
     /// Sockets in their TLS or HTTP handshake, which [`crate::Limits::max_handshakes`] caps.
@@ -130,8 +131,15 @@ impl Server {
                  set the public URL (mesh signal --public-url) to bind signatures to this server"
             );
         }
+        let federation = config.federation.clone().map(|federation| {
+            let (outbox, relays) = Outbox::new(metrics.clone());
+            (federation, outbox, relays)
+        });
+        let outbox = federation.as_ref().map(|(_, outbox, _)| outbox.clone());
+        let hub = Arc::new(Hub::new(metrics.clone(), &config.limits, outbox));
+        let max_members = config.limits.max_topic_members;
         let shared = Arc::new(Shared {
-            hub: Hub::new(metrics.clone(), &config.limits),
+            hub: hub.clone(),
             metrics,
             authority,
             config,
@@ -149,6 +157,17 @@ impl Server {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         };
+        if let Some((config, outbox, relays)) = federation {
+            let parts = federation::Parts {
+                config,
+                hub,
+                outbox,
+                relays,
+                metrics: shared.metrics.clone(),
+                max_members,
+            };
+            tracker.spawn(federation::run(parts, shutdown.clone(), shared.aborted.clone()));
+        }
         tracker.spawn(accept_loop(listener, tls, shared, shutdown, tracker.clone()));
         info!(addr = %local_addr, "signal server listening");
         Ok(server)

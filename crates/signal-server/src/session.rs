@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn a_stream_id_reused_after_a_withdrawal_keeps_the_new_stream() {
         let metrics = Arc::new(Metrics::new());
-        let hub = Hub::new(metrics.clone(), &Limits::default());
+        let hub = Hub::new(metrics.clone(), &Limits::default(), None);
         let (mut session, mailbox, _rx) = session(AuthPolicy::Optional);
         let (topic, owner, other) = ([1; 32], [2; 32], [3; 32]);
         let handle = |frame: Vec<u8>, session: &mut Session| {

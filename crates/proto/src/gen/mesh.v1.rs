@@ -200,6 +200,182 @@ impl ::prost::Name for BlobRefused {
     }
 }
 #[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Federation {
+    /// The publishing server's id: random, drawn anew each time a server starts.
+    #[prost(fixed64, tag = "1")]
+    pub server: u64,
+    /// The publishing server's count of what it published, increasing: a presence change or a
+    /// snapshot older than one already applied for the same topic is stale and ignored.
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    #[prost(oneof = "federation::Body", tags = "3, 4, 5, 6, 7, 8")]
+    pub body: ::core::option::Option<federation::Body>,
+}
+/// Nested message and enum types in `Federation`.
+pub mod federation {
+    #[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Body {
+        #[prost(message, tag = "3")]
+        Heartbeat(super::Heartbeat),
+        #[prost(message, tag = "4")]
+        Goodbye(super::Goodbye),
+        #[prost(message, tag = "5")]
+        Presence(super::Presence),
+        #[prost(message, tag = "6")]
+        Snapshot(super::Snapshot),
+        #[prost(message, tag = "7")]
+        Query(super::Query),
+        #[prost(message, tag = "8")]
+        Relay(super::Relay),
+    }
+}
+impl ::prost::Name for Federation {
+    const NAME: &'static str = "Federation";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.Federation".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.Federation".into()
+    }
+}
+/// "I am alive." A server that has not sent one for the configured timeout is considered gone,
+/// with every peer it held.
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Heartbeat {}
+impl ::prost::Name for Heartbeat {
+    const NAME: &'static str = "Heartbeat";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.Heartbeat".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.Heartbeat".into()
+    }
+}
+/// "I am shutting down": every peer this server held is gone.
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Goodbye {}
+impl ::prost::Name for Goodbye {
+    const NAME: &'static str = "Goodbye";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.Goodbye".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.Goodbye".into()
+    }
+}
+/// One of the publisher's local peers joined (`present`) or left a topic.
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Presence {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub peer: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "3")]
+    #[cfg_attr(
+        feature = "proptest",
+        proptest(strategy = "::proptest::option::of(crate::arbitrary::timestamp())")
+    )]
+    pub since: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(bool, tag = "4")]
+    pub present: bool,
+}
+impl ::prost::Name for Presence {
+    const NAME: &'static str = "Presence";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.Presence".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.Presence".into()
+    }
+}
+/// Every local member the publisher holds in a topic, replacing what the receiver held for it.
+/// Large topics span several parts with the same `seq`; the last part has `last` set.
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Snapshot {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    pub members: ::prost::alloc::vec::Vec<SnapshotMember>,
+    #[prost(bool, tag = "3")]
+    pub last: bool,
+}
+impl ::prost::Name for Snapshot {
+    const NAME: &'static str = "Snapshot";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.Snapshot".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.Snapshot".into()
+    }
+}
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SnapshotMember {
+    #[prost(bytes = "vec", tag = "1")]
+    pub peer: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    #[cfg_attr(
+        feature = "proptest",
+        proptest(strategy = "::proptest::option::of(crate::arbitrary::timestamp())")
+    )]
+    pub since: ::core::option::Option<::prost_types::Timestamp>,
+}
+impl ::prost::Name for SnapshotMember {
+    const NAME: &'static str = "SnapshotMember";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.SnapshotMember".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.SnapshotMember".into()
+    }
+}
+/// Asks for snapshots of these topics, to be published on PREFIX.server.ID of the asking server.
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Query {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub topics: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+impl ::prost::Name for Query {
+    const NAME: &'static str = "Query";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.Query".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.Query".into()
+    }
+}
+/// A `dxos.mesh.signal.Message`, encoded, for the peer of the subject it came on.
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Relay {
+    #[prost(bytes = "vec", tag = "1")]
+    pub message: ::prost::alloc::vec::Vec<u8>,
+}
+impl ::prost::Name for Relay {
+    const NAME: &'static str = "Relay";
+    const PACKAGE: &'static str = "mesh.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "mesh.v1.Relay".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/mesh.v1.Relay".into()
+    }
+}
+#[cfg_attr(feature = "proptest", derive(::proptest_derive::Arbitrary))]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GossipControl {
     #[prost(oneof = "gossip_control::Kind", tags = "1, 2, 3")]

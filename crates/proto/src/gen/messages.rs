@@ -53,8 +53,11 @@ macro_rules! for_each_message {
             $crate::mesh::v1::ChallengeRequest,
             $crate::mesh::v1::ChallengeResponse,
             $crate::mesh::v1::ConnectionProof,
+            $crate::mesh::v1::Federation,
+            $crate::mesh::v1::Goodbye,
             $crate::mesh::v1::GossipControl,
             $crate::mesh::v1::Graft,
+            $crate::mesh::v1::Heartbeat,
             $crate::mesh::v1::IHave,
             $crate::mesh::v1::InvitationClaim,
             $crate::mesh::v1::InvitationGrant,
@@ -62,7 +65,12 @@ macro_rules! for_each_message {
             $crate::mesh::v1::InvitationRefused,
             $crate::mesh::v1::InvitationReply,
             $crate::mesh::v1::InvitationStart,
+            $crate::mesh::v1::Presence,
             $crate::mesh::v1::Prune,
+            $crate::mesh::v1::Query,
+            $crate::mesh::v1::Relay,
+            $crate::mesh::v1::Snapshot,
+            $crate::mesh::v1::SnapshotMember,
         }
     };
 }

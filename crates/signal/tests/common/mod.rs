@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod dxos;
+pub mod nats;
 pub mod proxy;
 
 use std::time::Duration;

@@ -1,0 +1,443 @@
+//! The federation task: one NATS connection, subscriptions that follow the local topics and
+//! inboxes, and a loop that moves news both ways.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_nats::{ConnectOptions, Event};
+use bytes::Bytes;
+use futures::{
+    StreamExt,
+    stream::{AbortHandle, Abortable, BoxStream, SelectAll},
+};
+use mesh_proto::{
+    Message as _, Timestamp,
+    mesh::v1::{self as wire, federation::Body},
+};
+use tokio::{
+    sync::{mpsc, watch},
+    time::timeout,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    Federation, Outbox, ServerId,
+    outbox::Dirty,
+    remote::{Change, Remote},
+};
+use crate::{
+    hub::{Hub, Key},
+    metrics::Metrics,
+};
+
+/// Members per snapshot part, well under NATS's default 1 MiB payload limit.
+const SNAPSHOT_PART: usize = 1_000;
+/// Topics per query.
+const QUERY_TOPICS: usize = 1_000;
+/// The longest a publish may wait for room in the NATS client's queue.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most other servers one server keeps track of.
+const MAX_SERVERS: usize = 1_024;
+/// The longest topic or peer key taken from another server.
+const MAX_KEY: usize = 1_024;
+
+/// Which subscription a NATS message came through.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A topic's subject, or this server's own or the heartbeat subject.
+    Shared,
+    /// The subject of a peer whose inbox is open here.
+    Peer(Key),
+}
+
+/// What the NATS client reported about its connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Health {
+    connected: bool,
+    /// Counts the times messages were lost (a slow consumer): each calls for a resynchronisation.
+    losses: u64,
+}
+
+/// What the federation task needs in a federation, from the server.
+pub(crate) struct Parts {
+    pub(crate) config: Federation,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) relays: mpsc::Receiver<(Key, Bytes)>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The most members one server may report in one topic.
+    pub(crate) max_members: usize,
+}
+
+struct Link {
+    id: ServerId,
+    prefix: String,
+    client: async_nats::Client,
+    hub: Arc<Hub>,
+    outbox: Arc<Outbox>,
+    metrics: Arc<Metrics>,
+    seq: u64,
+    connected: bool,
+    remote: Remote,
+    /// What this server last told the others its local members are, per topic.
+    announced: HashMap<Key, HashMap<Key, Timestamp>>,
+    topics: HashMap<Key, AbortHandle>,
+    peers: HashMap<Key, AbortHandle>,
+    incoming: SelectAll<BoxStream<'static, (Source, async_nats::Message)>>,
+}
+
+/// Runs the federation until `shutdown`, then says goodbye; or until `aborted`, leaving without a
+/// word, as a server that dies does.
+pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: CancellationToken) {
+    let Parts { config, hub, outbox, mut relays, metrics, max_members } = parts;
+    let id: ServerId = rand::random();
+    let (health_tx, mut health) = watch::channel(Health::default());
+    let options = ConnectOptions::new()
+        .no_echo()
+        .name(format!("mesh-signal-{id:016x}"))
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let health = health_tx.clone();
+            async move {
+                match event {
+                    Event::Connected => health.send_modify(|health| health.connected = true),
+                    Event::Disconnected => health.send_modify(|health| health.connected = false),
+                    Event::SlowConsumer(_) => health.send_modify(|health| health.losses += 1),
+                    other => debug!(event = %other, "NATS"),
+                }
+            }
+        });
+    let client = match options.connect(config.urls.as_slice()).await {
+        Ok(client) => client,
+        Err(err) => {
+            warn!(error = %err, urls = ?config.urls, "federation off: the NATS addresses are not usable");
+            return;
+        }
+    };
+    info!(server = %format!("{id:016x}"), urls = ?config.urls, "federating through NATS");
+    let mut link = Link {
+        id,
+        prefix: config.prefix.clone(),
+        client,
+        hub,
+        outbox,
+        metrics,
+        seq: 0,
+        connected: false,
+        remote: Remote::new(config.server_timeout, max_members, MAX_SERVERS),
+        announced: HashMap::new(),
+        topics: HashMap::new(),
+        peers: HashMap::new(),
+        incoming: SelectAll::new(),
+    };
+    for subject in [link.heartbeat_subject(), link.server_subject(id)] {
+        link.subscribe(subject, Source::Shared).await;
+    }
+    let mut ticks = tokio::time::interval(config.heartbeat);
+    let mut seen = *health.borrow();
+    let outbox = link.outbox.clone();
+    loop {
+        tokio::select! {
+            () = aborted.cancelled() => return,
+            () = shutdown.cancelled() => break,
+            Ok(()) = health.changed() => {
+                let now = *health.borrow_and_update();
+                link.health(seen, now).await;
+                seen = now;
+            }
+            dirty = outbox.changes() => link.reconcile(dirty).await,
+            Some((peer, message)) = relays.recv() => link.relay(peer, message).await,
+            Some((source, message)) = link.incoming.next() => link.receive(source, message.payload).await,
+            _ = ticks.tick() => link.tick().await,
+        }
+    }
+    let goodbye = link.publish(link.heartbeat_subject(), Body::Goodbye(wire::Goodbye {})).await;
+    if goodbye {
+        let _ = timeout(PUBLISH_TIMEOUT, link.client.flush()).await;
+    }
+    link.metrics.federation_connected.set(0);
+}
+
+impl Link {
+    fn heartbeat_subject(&self) -> String {
+        format!("{}.heartbeat", self.prefix)
+    }
+
+    fn server_subject(&self, server: ServerId) -> String {
+        format!("{}.server.{server:016x}", self.prefix)
+    }
+
+    fn topic_subject(&self, topic: &[u8]) -> String {
+        format!("{}.topic.{}", self.prefix, hash(topic))
+    }
+
+    fn peer_subject(&self, peer: &[u8]) -> String {
+        format!("{}.peer.{}", self.prefix, hash(peer))
+    }
+
+    /// The NATS connection came or went, or lost messages.
+    async fn health(&mut self, before: Health, now: Health) {
+        self.connected = now.connected;
+        self.metrics.federation_connected.set(i64::from(now.connected));
+        if before.connected && !now.connected {
+            warn!(
+                "lost NATS: serving local peers only, and other servers' peers leave; resynchronising when it returns"
+            );
+        }
+        if now.connected && (!before.connected || now.losses != before.losses) {
+            if now.losses != before.losses {
+                warn!("NATS dropped messages for this server: resynchronising");
+            } else {
+                info!("connected to NATS: resynchronising");
+            }
+            self.resync().await;
+        }
+    }
+
+    /// Tells the others everything this server holds and asks them for everything they hold in
+    /// its topics: after (re)connecting, or losing messages.
+    async fn resync(&mut self) {
+        self.publish(self.heartbeat_subject(), Body::Heartbeat(wire::Heartbeat {})).await;
+        for topic in self.hub.local_topics() {
+            self.announced.remove(&topic);
+            self.outbox.topic_changed(&topic);
+            let subject = self.topic_subject(&topic);
+            self.publish_snapshot(subject.clone(), &topic).await;
+            self.publish(subject, Body::Query(wire::Query { topics: vec![topic.to_vec()] })).await;
+        }
+    }
+
+    /// Catches up with what changed here: announces joins and departures, and follows the local
+    /// topics and inboxes with subscriptions.
+    async fn reconcile(&mut self, dirty: Dirty) {
+        for topic in dirty.topics {
+            let local: HashMap<Key, Timestamp> = self.hub.local_members(&topic).into_iter().collect();
+            let announced = self.announced.remove(&topic).unwrap_or_default();
+            let subject = self.topic_subject(&topic);
+            for (peer, since) in &local {
+                if announced.get(peer) != Some(since) {
+                    self.publish_presence(subject.clone(), &topic, peer, Some(*since)).await;
+                }
+            }
+            for peer in announced.keys().filter(|peer| !local.contains_key(*peer)) {
+                self.publish_presence(subject.clone(), &topic, peer, None).await;
+            }
+            if local.is_empty() {
+                if let Some(subscription) = self.topics.remove(&topic) {
+                    subscription.abort();
+                }
+                let forgotten = self.remote.forget_topic(&topic);
+                self.apply(forgotten);
+                continue;
+            }
+            self.announced.insert(topic.clone(), local);
+            if !self.topics.contains_key(&topic) {
+                if let Some(subscription) = self.subscribe(subject.clone(), Source::Shared).await {
+                    self.topics.insert(topic.clone(), subscription);
+                }
+                self.publish(subject, Body::Query(wire::Query { topics: vec![topic.to_vec()] })).await;
+            }
+        }
+        for peer in dirty.inboxes {
+            let open = self.hub.has_inbox(&peer);
+            if open && !self.peers.contains_key(&peer) {
+                let subject = self.peer_subject(&peer);
+                if let Some(subscription) = self.subscribe(subject, Source::Peer(peer.clone())).await {
+                    self.peers.insert(peer, subscription);
+                }
+            } else if !open && let Some(subscription) = self.peers.remove(&peer) {
+                subscription.abort();
+            }
+        }
+    }
+
+    /// Passes a message on to the servers holding its recipient.
+    async fn relay(&mut self, peer: Key, message: Bytes) {
+        let subject = self.peer_subject(&peer);
+        if !self.publish(subject, Body::Relay(wire::Relay { message: message.to_vec() })).await {
+            self.metrics.federation_dropped.inc();
+        }
+    }
+
+    /// Takes one message from NATS.
+    async fn receive(&mut self, source: Source, payload: Bytes) {
+        let Ok(envelope) = wire::Federation::decode(payload) else {
+            self.metrics.federation_rejected.inc();
+            return;
+        };
+        let (server, seq) = (envelope.server, envelope.seq);
+        if server == self.id {
+            return;
+        }
+        self.metrics.federation_received.inc();
+        let now = Instant::now();
+        if self.remote.heard(server, now) {
+            info!(server = %format!("{server:016x}"), "a federated server appeared: asking for its members");
+            self.metrics.federation_servers.set(self.remote.servers() as i64);
+            let topics: Vec<Vec<u8>> = self.announced.keys().map(|topic| topic.to_vec()).collect();
+            for chunk in topics.chunks(QUERY_TOPICS) {
+                let query = Body::Query(wire::Query { topics: chunk.to_vec() });
+                self.publish(self.server_subject(server), query).await;
+            }
+        }
+        let changes = match envelope.body {
+            None | Some(Body::Heartbeat(_)) => Vec::new(),
+            Some(Body::Goodbye(_)) => {
+                info!(server = %format!("{server:016x}"), "a federated server left");
+                let changes = self.remote.gone(server);
+                self.metrics.federation_servers.set(self.remote.servers() as i64);
+                changes
+            }
+            Some(Body::Presence(presence)) => {
+                let (Some(topic), Some(peer)) = (key(presence.topic), key(presence.peer)) else {
+                    self.metrics.federation_rejected.inc();
+                    return;
+                };
+                let since = presence.present.then(|| presence.since.unwrap_or_default());
+                self.remote.presence(server, seq, &topic, &peer, since, now)
+            }
+            Some(Body::Snapshot(snapshot)) => {
+                let Some(topic) = key(snapshot.topic) else {
+                    self.metrics.federation_rejected.inc();
+                    return;
+                };
+                let members = snapshot
+                    .members
+                    .into_iter()
+                    .filter_map(|member| Some((key(member.peer)?, member.since.unwrap_or_default())));
+                self.remote.snapshot(server, seq, &topic, members, snapshot.last, now)
+            }
+            Some(Body::Query(query)) => {
+                let subject = self.server_subject(server);
+                for topic in query.topics.into_iter().take(QUERY_TOPICS).filter_map(key) {
+                    if self.announced.contains_key(&topic) {
+                        self.publish_snapshot(subject.clone(), &topic).await;
+                    }
+                }
+                Vec::new()
+            }
+            Some(Body::Relay(relay)) => {
+                let Source::Peer(peer) = source else { return };
+                let message = Bytes::from(relay.message);
+                if self.outbox.first_sighting(&message) {
+                    self.hub.deliver(&peer, &message);
+                }
+                Vec::new()
+            }
+        };
+        self.apply(changes);
+    }
+
+    /// Says this server is alive, and gives up the servers that went silent.
+    async fn tick(&mut self) {
+        self.publish(self.heartbeat_subject(), Body::Heartbeat(wire::Heartbeat {})).await;
+        let (changes, silent) = self.remote.expire(Instant::now());
+        for server in &silent {
+            warn!(server = %format!("{server:016x}"), "a federated server went silent: its peers are gone");
+        }
+        self.apply(changes);
+        self.metrics.federation_servers.set(self.remote.servers() as i64);
+    }
+
+    fn apply(&self, changes: Vec<Change>) {
+        for change in changes {
+            match change {
+                Change::Present { topic, peer, server, since } => {
+                    self.hub.remote_present(&topic, &peer, server, since)
+                }
+                Change::Absent { topic, peer, server } => self.hub.remote_absent(&topic, &peer, server),
+            }
+        }
+    }
+
+    async fn publish_presence(&mut self, subject: String, topic: &Key, peer: &Key, since: Option<Timestamp>) {
+        let presence =
+            wire::Presence { topic: topic.to_vec(), peer: peer.to_vec(), since, present: since.is_some() };
+        self.publish(subject, Body::Presence(presence)).await;
+    }
+
+    /// Publishes every local member of `topic`, in parts.
+    async fn publish_snapshot(&mut self, subject: String, topic: &Key) {
+        let members: Vec<wire::SnapshotMember> = self
+            .hub
+            .local_members(topic)
+            .into_iter()
+            .map(|(peer, since)| wire::SnapshotMember { peer: peer.to_vec(), since: Some(since) })
+            .collect();
+        // All parts carry one sequence number: the receiver puts them together by it.
+        let seq = self.next_seq();
+        let parts = members.len().div_ceil(SNAPSHOT_PART).max(1);
+        for (index, chunk) in
+            members.chunks(SNAPSHOT_PART).chain(members.is_empty().then_some(&[][..])).enumerate()
+        {
+            let snapshot =
+                wire::Snapshot { topic: topic.to_vec(), members: chunk.to_vec(), last: index + 1 == parts };
+            self.send(subject.clone(), seq, Body::Snapshot(snapshot)).await;
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Publishes `body` with the next sequence number; false if NATS is away or too slow.
+    async fn publish(&mut self, subject: String, body: Body) -> bool {
+        let seq = self.next_seq();
+        self.send(subject, seq, body).await
+    }
+
+    async fn send(&mut self, subject: String, seq: u64, body: Body) -> bool {
+        if !self.connected {
+            return false;
+        }
+        let envelope = wire::Federation { server: self.id, seq, body: Some(body) };
+        let payload = Bytes::from(envelope.encode_to_vec());
+        match timeout(PUBLISH_TIMEOUT, self.client.publish(subject, payload)).await {
+            Ok(Ok(())) => {
+                self.metrics.federation_published.inc();
+                true
+            }
+            Ok(Err(err)) => {
+                debug!(error = %err, "publishing to NATS failed");
+                false
+            }
+            Err(_) => {
+                debug!("publishing to NATS timed out");
+                false
+            }
+        }
+    }
+
+    /// Subscribes to `subject`; its messages arrive in `incoming` until the handle aborts them.
+    async fn subscribe(&mut self, subject: String, source: Source) -> Option<AbortHandle> {
+        match self.client.subscribe(subject.clone()).await {
+            Ok(subscriber) => {
+                let (handle, registration) = AbortHandle::new_pair();
+                let stream =
+                    Abortable::new(subscriber, registration).map(move |message| (source.clone(), message));
+                self.incoming.push(stream.boxed());
+                Some(handle)
+            }
+            Err(err) => {
+                warn!(error = %err, subject, "subscribing on NATS failed");
+                None
+            }
+        }
+    }
+}
+
+/// A key from another server, if it is one a client could have used.
+fn key(bytes: Vec<u8>) -> Option<Key> {
+    (!bytes.is_empty() && bytes.len() <= MAX_KEY).then(|| Key::from(bytes))
+}
+
+/// The subject token for a key: the first 16 bytes of its BLAKE3 hash in hex, so any key bytes
+/// make a valid subject of fixed length.
+fn hash(key: &[u8]) -> String {
+    blake3::hash(key).as_bytes()[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+}

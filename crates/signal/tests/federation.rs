@@ -1,0 +1,251 @@
+//! Signal servers federated through a real three-node NATS cluster on loopback, with Rust clients
+//! and real DXOS 0.8.3 clients spread over them.
+
+mod common;
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{dxos::DxosPeer, nats::NatsCluster, *};
+use mesh_keys::{DiscoveryKey, PublicKey};
+use mesh_proto::Any;
+use mesh_signal::{Event, Manager, Messenger, Signal, SignalMessage};
+use mesh_signal_server::{Config, Federation, Server};
+use tokio::sync::{broadcast, mpsc};
+
+/// How long a dead server's peers may linger on the others.
+const GHOST_LIMIT: Duration = Duration::from_secs(5);
+
+/// A NATS cluster and a signal server on each of its nodes (each lists the others' nodes after
+/// its own, to move to when its node fails).
+struct Federated {
+    nats: NatsCluster,
+    servers: Vec<Option<Server>>,
+}
+
+impl Federated {
+    async fn start(n: usize) -> Self {
+        let nats = NatsCluster::start(n).await;
+        let mut servers = Vec::new();
+        for index in 0..n {
+            let federation = Federation::new(nats.urls_from(index));
+            let server =
+                Server::start(Config::default().with_federation(Some(federation))).await.expect("starts");
+            servers.push(Some(server));
+        }
+        let federated = Self { nats, servers };
+        federated.wait_connected(n as u64 - 1).await;
+        federated
+    }
+
+    fn url(&self, index: usize) -> String {
+        self.servers[index].as_ref().expect("server running").url()
+    }
+
+    fn server(&self, index: usize) -> &Server {
+        self.servers[index].as_ref().expect("server running")
+    }
+
+    /// Waits until every running server has NATS and hears from `others` other servers.
+    async fn wait_connected(&self, others: u64) {
+        for server in self.servers.iter().flatten() {
+            eventually(|| {
+                let stats = server.stats();
+                stats.federation_connected && stats.federation_servers == others
+            })
+            .await;
+        }
+    }
+
+    /// Kills server `index` as a crash would: its sockets close, and it says nothing to the others.
+    async fn kill(&mut self, index: usize) {
+        self.servers[index].take().expect("server running").abort().await;
+    }
+}
+
+/// Waits until `done` holds. The servers' statistics change without an event to await, so they
+/// are polled.
+async fn eventually(mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the servers settled in time");
+}
+
+/// A Rust peer using one or several servers: a manager, a messenger on its inbox, one topic.
+struct RustPeer {
+    key: PublicKey,
+    events: broadcast::Receiver<Event>,
+    messenger: Messenger,
+    inbox: mpsc::Receiver<SignalMessage>,
+    _manager: Manager,
+}
+
+impl RustPeer {
+    async fn join(urls: &[String], topic: DiscoveryKey) -> Self {
+        let key = peer();
+        let manager = Manager::connect(urls.iter().cloned()).expect("valid URLs");
+        let events = manager.events();
+        let messenger = Messenger::new(Arc::new(manager.clone()));
+        let inbox = messenger.listen(key, None).await.expect("inbox opens");
+        manager.join(topic, key).await.expect("join recorded");
+        Self { key, events, messenger, inbox, _manager: manager }
+    }
+
+    async fn send(&self, to: PublicKey, text: &str) {
+        let payload = Any { type_url: "mesh.test.Text".into(), value: text.as_bytes().to_vec() };
+        self.messenger.send(self.key, to, payload).await.expect("the recipient acknowledged");
+    }
+
+    async fn receive(&mut self, text: &str) {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let message = self.inbox.recv().await.expect("inbox open");
+                if message.payload.value == text.as_bytes() {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{text:?} never arrived"));
+    }
+
+    async fn sees(&mut self, topic: DiscoveryKey, peers: impl IntoIterator<Item = PublicKey>) {
+        wait_all_available(&mut self.events, topic, peers).await;
+    }
+}
+
+/// Waits until the DXOS peer was told of every one of `peers`, in any order.
+async fn dxos_sees(peer: &mut DxosPeer, topic: DiscoveryKey, peers: impl IntoIterator<Item = PublicKey>) {
+    let topic = topic.to_hex();
+    let mut missing: HashSet<String> = peers.into_iter().map(|peer| peer.to_hex()).collect();
+    peer.wait(|event| {
+        if event["event"] == "peer-available" && event["topic"] == topic.as_str() {
+            missing.remove(event["peer"].as_str().unwrap_or_default());
+        }
+        missing.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_and_dxos_clients_on_three_servers_see_every_member_and_exchange_messages() {
+    let federated = Federated::start(3).await;
+    let topic = topic();
+    let mut rust = Vec::new();
+    let mut dxos = Vec::new();
+    for index in 0..3 {
+        rust.push(RustPeer::join(&[federated.url(index)], topic).await);
+        let mut peer = DxosPeer::spawn(&[federated.url(index)]).await;
+        peer.join(topic).await;
+        dxos.push(peer);
+    }
+    let everyone: Vec<PublicKey> =
+        rust.iter().map(|peer| peer.key).chain(dxos.iter().map(|peer| peer.key)).collect();
+    for peer in &mut rust {
+        let me = peer.key;
+        peer.sees(topic, everyone.iter().copied().filter(|key| *key != me)).await;
+    }
+    for peer in &mut dxos {
+        let me = peer.key;
+        dxos_sees(peer, topic, everyone.iter().copied().filter(|key| *key != me)).await;
+    }
+    // Each message crosses servers: Rust to Rust, Rust to DXOS, DXOS to Rust, DXOS to DXOS.
+    rust[0].send(rust[1].key, "rust 0 to rust 1").await;
+    rust[1].receive("rust 0 to rust 1").await;
+    rust[1].send(dxos[2].key, "rust 1 to dxos 2").await;
+    dxos[2].wait_message(rust[1].key, "rust 1 to dxos 2").await;
+    dxos[0].send(rust[2].key, "dxos 0 to rust 2").await;
+    rust[2].receive("dxos 0 to rust 2").await;
+    dxos[0].wait_delivered("dxos 0 to rust 2").await;
+    let (dxos_0, dxos_1) = (dxos[0].key, dxos[1].key);
+    dxos[1].send(dxos_0, "dxos 1 to dxos 0").await;
+    dxos[0].wait_message(dxos_1, "dxos 1 to dxos 0").await;
+    dxos[1].wait_delivered("dxos 1 to dxos 0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_servers_peers_leave_everywhere_within_5_s_and_its_clients_carry_on_elsewhere() {
+    let mut federated = Federated::start(3).await;
+    let topic = topic();
+    // Only on server 0, on servers 0 and 1, and the watchers on servers 1 and 2.
+    let only_there = RustPeer::join(&[federated.url(0)], topic).await;
+    let mut both = RustPeer::join(&[federated.url(0), federated.url(1)], topic).await;
+    let mut dxos_both = DxosPeer::spawn(&[federated.url(0), federated.url(1)]).await;
+    dxos_both.join(topic).await;
+    let mut watcher = RustPeer::join(&[federated.url(2)], topic).await;
+    let mut dxos_watcher = DxosPeer::spawn(&[federated.url(1)]).await;
+    dxos_watcher.join(topic).await;
+    watcher.sees(topic, [only_there.key, both.key, dxos_both.key, dxos_watcher.key]).await;
+    dxos_sees(&mut dxos_watcher, topic, [only_there.key, both.key, dxos_both.key, watcher.key]).await;
+
+    let killed = Instant::now();
+    federated.kill(0).await;
+    wait_left(&mut watcher.events, topic, only_there.key).await;
+    dxos_watcher.wait_left(topic, only_there.key).await;
+    let ghost = killed.elapsed();
+    assert!(ghost < GHOST_LIMIT, "a dead server's peer lingered for {ghost:?}");
+    while let Ok(event) = watcher.events.try_recv() {
+        let left = matches!(event, Event::PeerLeft { peer, .. } if peer == both.key || peer == dxos_both.key);
+        assert!(!left, "a peer that also used server 1 was reported gone: {event:?}");
+    }
+    // Those that listed server 1 too are still there, and still reachable.
+    assert!(federated.server(2).stats().members >= 4, "the peers on server 1 stayed");
+    watcher.send(both.key, "after the crash").await;
+    both.receive("after the crash").await;
+    dxos_both.send(watcher.key, "dxos after the crash").await;
+    dxos_both.wait_delivered("dxos after the crash").await;
+    watcher.receive("dxos after the crash").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaying_goes_on_when_a_nats_node_dies() {
+    let mut federated = Federated::start(3).await;
+    let topic = topic();
+    let mut on_0 = RustPeer::join(&[federated.url(0)], topic).await;
+    let mut on_1 = RustPeer::join(&[federated.url(1)], topic).await;
+    on_0.sees(topic, [on_1.key]).await;
+    // Server 0's node dies: its client moves to another node of the cluster.
+    federated.nats.kill(0).await;
+    on_1.send(on_0.key, "through another node").await;
+    on_0.receive("through another node").await;
+    on_0.send(on_1.key, "and back").await;
+    on_1.receive("and back").await;
+    federated.wait_connected(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nats_local_relaying_goes_on_and_the_federation_resumes_when_nats_returns() {
+    let mut federated = Federated::start(3).await;
+    let topic = topic();
+    let mut local_a = RustPeer::join(&[federated.url(0)], topic).await;
+    let mut local_b = RustPeer::join(&[federated.url(0)], topic).await;
+    let mut remote = RustPeer::join(&[federated.url(1)], topic).await;
+    local_a.sees(topic, [local_b.key, remote.key]).await;
+    remote.sees(topic, [local_a.key, local_b.key]).await;
+    for node in 0..3 {
+        federated.nats.kill(node).await;
+    }
+    eventually(|| !federated.server(0).stats().federation_connected).await;
+    // The other server's peer goes; the local ones keep talking.
+    wait_left(&mut local_a.events, topic, remote.key).await;
+    wait_left(&mut remote.events, topic, local_a.key).await;
+    local_a.send(local_b.key, "while NATS is down").await;
+    local_b.receive("while NATS is down").await;
+    assert!(federated.server(0).metrics_text().contains("mesh_signal_federation_connected 0"));
+
+    for node in 0..3 {
+        federated.nats.restart(node).await;
+    }
+    federated.wait_connected(2).await;
+    local_a.sees(topic, [remote.key]).await;
+    remote.sees(topic, [local_a.key, local_b.key]).await;
+    local_b.send(remote.key, "NATS is back").await;
+    remote.receive("NATS is back").await;
+}
