@@ -3,7 +3,9 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
-use mesh_signal_server::{AuthPolicy, Config, IntroductionView, Limits, RateLimit, Server, TlsFiles};
+use mesh_signal_server::{
+    AuthPolicy, Config, Federation, IntroductionView, Limits, RateLimit, Server, TlsFiles,
+};
 
 /// Options of `mesh signal`.
 #[derive(Debug, clap::Args)]
@@ -62,6 +64,14 @@ pub(crate) struct Args {
     /// With --introduction-view: topics with fewer members than this still introduce everyone.
     #[arg(long, default_value_t = 0, requires = "introduction_view")]
     everyone_up_to: usize,
+    /// Federate with the other signal servers on this NATS cluster (comma-separated URLs, e.g.
+    /// nats://10.0.0.1:4222,nats://10.0.0.2:4222): peers on any of them meet and message each
+    /// other. Without it the server serves alone.
+    #[arg(long, value_delimiter = ',')]
+    nats: Vec<String>,
+    /// With --nats: the first tokens of every NATS subject, so federations can share a cluster.
+    #[arg(long, default_value = "mesh.signal", requires = "nats")]
+    nats_prefix: String,
     /// PEM certificate chain: serve wss:// (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -102,7 +112,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         .with_limits(limits)
         .with_auth(args.auth)
         .with_tls(tls)
-        .with_public_url(args.public_url);
+        .with_public_url(args.public_url)
+        .with_federation(
+            (!args.nats.is_empty()).then(|| Federation::new(args.nats).with_prefix(args.nats_prefix)),
+        );
     let server = Server::start(config).await.context("starting the signal server")?;
     // The URL on stdout, alone on its line, for scripts that start the server on port 0.
     println!("{}", server.url());

@@ -1,4 +1,5 @@
-//! `mesh signal` as a process: it serves, stops cleanly on SIGTERM, and rejects bad arguments.
+//! `mesh signal` as a process: it serves, stops cleanly on SIGTERM, rejects bad arguments, and
+//! federates with another process through NATS.
 
 mod common;
 
@@ -123,4 +124,47 @@ async fn authentication_without_a_public_url_warns_that_signatures_can_be_replay
     assert!(!log.contains("replay"), "{log}");
     let log = startup_log(&[]).await;
     assert!(!log.contains("replay"), "no authentication, nothing to replay: {log}");
+}
+
+#[path = "../../signal/tests/common/nats.rs"]
+mod nats;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_federated_through_nats_serve_one_topic() {
+    use mesh_keys::{DiscoveryKey, Keypair};
+    use mesh_signal::{Client, Event, Signal, SignalMessage};
+
+    let nats = nats::NatsCluster::start(1).await;
+    let (_first, first_url) = common::signal_server_with(&["--nats", &nats.url(0)]).await;
+    let (_second, second_url) = common::signal_server_with(&["--nats", &nats.url(0)]).await;
+    let topic = DiscoveryKey::from_party(&Keypair::generate().public());
+    let (alice, bob) = (Keypair::generate().public(), Keypair::generate().public());
+    let (a, b) = (Client::connect(first_url).unwrap(), Client::connect(second_url).unwrap());
+    let (mut a_events, mut b_events) = (a.events(), b.events());
+    // Bob's inbox and membership are on the second server only.
+    b.subscribe(bob).await.unwrap();
+    a.join(topic, alice).await.unwrap();
+    b.join(topic, bob).await.unwrap();
+    let payload = mesh_proto::Any { type_url: "mesh.test.Text".into(), value: b"across".to_vec() };
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match a_events.recv().await.expect("events") {
+                Event::PeerAvailable { peer, .. } if peer == bob => break,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("alice sees bob, who is on the other server");
+    a.send(SignalMessage { author: alice, recipient: bob, payload }).await.unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match b_events.recv().await.expect("events") {
+                Event::Message(message) if message.payload.value == b"across" => break,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the message crosses the federation");
 }

@@ -84,7 +84,7 @@ struct RustPeer {
     events: broadcast::Receiver<Event>,
     messenger: Messenger,
     inbox: mpsc::Receiver<SignalMessage>,
-    _manager: Manager,
+    manager: Manager,
 }
 
 impl RustPeer {
@@ -95,7 +95,7 @@ impl RustPeer {
         let messenger = Messenger::new(Arc::new(manager.clone()));
         let inbox = messenger.listen(key, None).await.expect("inbox opens");
         manager.join(topic, key).await.expect("join recorded");
-        Self { key, events, messenger, inbox, _manager: manager }
+        Self { key, events, messenger, inbox, manager }
     }
 
     async fn send(&self, to: PublicKey, text: &str) {
@@ -248,4 +248,27 @@ async fn without_nats_local_relaying_goes_on_and_the_federation_resumes_when_nat
     remote.sees(topic, [local_a.key, local_b.key]).await;
     local_b.send(remote.key, "NATS is back").await;
     remote.receive("NATS is back").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_through_two_servers_reaches_a_third_servers_client_once() {
+    let federated = Federated::start(3).await;
+    let topic = topic();
+    // The sender uses servers 0 and 1, and sends through both; the recipient is on server 2.
+    let sender = RustPeer::join(&[federated.url(0), federated.url(1)], topic).await;
+    let recipient = peer();
+    let client = mesh_signal::Client::connect(federated.url(2)).expect("valid URL");
+    let mut events = client.events();
+    client.subscribe(recipient).await.expect("inbox opens");
+    client.join(topic, recipient).await.expect("joins");
+    let mut sender_events = sender.events.resubscribe();
+    wait_available(&mut sender_events, topic, recipient).await;
+
+    sender.manager.send(message(sender.key, recipient, "once")).await.expect("sent");
+    wait_message(&mut events, recipient).await;
+    eventually(|| federated.server(2).stats().federation_duplicates == 1).await;
+    // The copy was dropped at the server; a later message proves nothing else was on its way.
+    sender.manager.send(message(sender.key, recipient, "after")).await.expect("sent");
+    let after = wait_message(&mut events, recipient).await;
+    assert_eq!(after.payload.value, b"after", "the copy of the first message never reached the client");
 }

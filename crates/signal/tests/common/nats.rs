@@ -1,5 +1,5 @@
 //! A real NATS cluster on loopback (Debian's `nats-server`), started, killed and restarted by the
-//! tests.
+//! tests. The CLI and facade tests include this file too (`#[path]`), so there is one harness.
 
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpListener},
@@ -14,8 +14,8 @@ use tokio::{
     time::sleep,
 };
 
-use super::PATIENCE;
-
+/// Long enough for a node to start on loopback; a test that waits this long has failed.
+const PATIENCE: Duration = Duration::from_secs(20);
 /// How often readiness is polled: nats-server offers no event to wait on but its endpoints.
 const POLL: Duration = Duration::from_millis(20);
 
