@@ -1,5 +1,6 @@
 //! A real NATS cluster on loopback (Debian's `nats-server`), started, killed and restarted by the
 //! tests. The CLI and facade tests include this file too (`#[path]`), so there is one harness.
+#![allow(dead_code, unreachable_pub)]
 
 use std::{
     net::{Ipv4Addr, SocketAddr, TcpListener},
