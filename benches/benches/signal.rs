@@ -84,7 +84,7 @@ async fn run(open_files: u64) -> Result<()> {
         "signal bench: {} clients in topics of {}, open-loop directed messages; {} idle clients for memory",
         LOAD.clients, LOAD.group, IDLE.clients
     );
-    println!("mesh server limits: {}", server_process::describe_mesh_limits());
+    println!("mesh server limits: {}", server_process::Profile::Load.describe());
     println!(
         "bare relay: tokio-tungstenite, register + forward, no replies, 4 KiB read buffer, queue 256; \
          open-file limit {open_files}; {} cores",
