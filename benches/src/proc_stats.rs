@@ -66,8 +66,10 @@ pub fn ensure_open_file_limit(needed: u64) -> Result<u64> {
     if let Err(err) = rlimit::setrlimit(rlimit::Resource::NOFILE, needed, needed) {
         bail!(
             "this run needs {needed} open files but the limit is {raised} and raising it failed ({err}): \
-             raise the hard limit (`ulimit -Hn {needed}` as root, or `nofile` in /etc/security/limits.conf) \
-             and check that `sysctl fs.nr_open` is at least {needed}"
+             only a process with CAP_SYS_RESOURCE may raise the hard limit, so raise it before starting \
+             (`ulimit -Hn {needed}` in a privileged shell, `nofile` in /etc/security/limits.conf, \
+             `LimitNOFILE=` under systemd, `--ulimit nofile={needed}` under docker), with \
+             `sysctl fs.nr_open` at least {needed}"
         );
     }
     Ok(needed)
