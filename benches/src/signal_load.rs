@@ -219,6 +219,7 @@ impl Fleet {
                 }
             }
         }
+        // Its closure borrows `counters`, which the fleet takes.
         drop(opening);
         Ok(Self { layout, counters, pace, _tasks: tasks })
     }
