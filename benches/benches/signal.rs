@@ -63,8 +63,8 @@ const SWEEP_RATES: [f64; 3] = [40_000.0, 60_000.0, 80_000.0];
 const P99_TARGET_MS: f64 = 10.0;
 /// Longest wait for in-flight messages to drain after pausing.
 const DRAIN: Duration = Duration::from_secs(5);
-/// Time for swarm events to settle after the idle fleet connects, before reading RSS.
-const IDLE_SETTLE: Duration = Duration::from_secs(1);
+/// Longest wait for the idle fleet's swarm events to arrive, before reading RSS.
+const IDLE_SETTLE: Duration = Duration::from_secs(30);
 
 fn main() -> Result<()> {
     if server_process::serve_if_asked()? {
@@ -84,7 +84,7 @@ async fn run(open_files: u64) -> Result<()> {
         "signal bench: {} clients in topics of {}, open-loop directed messages; {} idle clients for memory",
         LOAD.clients, LOAD.group, IDLE.clients
     );
-    println!("mesh server limits: {}", server_process::describe_mesh_limits());
+    println!("mesh server limits: {}", server_process::Profile::Load.describe());
     println!(
         "bare relay: tokio-tungstenite, register + forward, no replies, 4 KiB read buffer, queue 256; \
          open-file limit {open_files}; {} cores",
@@ -347,7 +347,7 @@ async fn idle_memory(wire: Wire) -> Result<f64> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = proc_stats::rss_kib(server.pid())?;
     let fleet = Fleet::connect(wire, server.addr(), server.url(), IDLE, Mode::Idle).await?;
-    tokio::time::sleep(IDLE_SETTLE).await;
+    fleet.wait_settled(IDLE_SETTLE).await?;
     let after = proc_stats::rss_kib(server.pid())?;
     let per_connection = after.saturating_sub(before) as f64 / IDLE.clients as f64;
     println!(

@@ -1,9 +1,9 @@
-//! Process figures read from Linux's `/proc`: resident memory and CPU time, plus raising the
-//! open-file limit that thousands of sockets need.
+//! Process figures read from Linux's `/proc`: resident memory, CPU time and open files, plus
+//! raising the open-file limit that thousands of sockets need.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux architecture).
 const USER_HZ: f64 = 100.0;
@@ -52,4 +52,32 @@ pub fn machine_busy() -> Result<Duration> {
 /// Child processes inherit it.
 pub fn raise_open_file_limit() -> Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")
+}
+
+/// Raises this process's limit on open files to at least `needed` and returns the new soft limit;
+/// fails, saying what to do, when it cannot. The soft limit goes up to the hard limit first; past
+/// that only a privileged process (`CAP_SYS_RESOURCE`) can raise the hard limit, up to the
+/// kernel's `fs.nr_open`. Child processes inherit the limit.
+pub fn ensure_open_file_limit(needed: u64) -> Result<u64> {
+    let raised = raise_open_file_limit()?;
+    if raised >= needed {
+        return Ok(raised);
+    }
+    if let Err(err) = rlimit::setrlimit(rlimit::Resource::NOFILE, needed, needed) {
+        bail!(
+            "this run needs {needed} open files but the limit is {raised} and raising it failed ({err}): \
+             only a process with CAP_SYS_RESOURCE may raise the hard limit, so raise it before starting \
+             (`ulimit -Hn {needed}` in a privileged shell, `nofile` in /etc/security/limits.conf, \
+             `LimitNOFILE=` under systemd, `--ulimit nofile={needed}` under docker), with \
+             `sysctl fs.nr_open` at least {needed}"
+        );
+    }
+    Ok(needed)
+}
+
+/// The number of file descriptors process `pid` has open (the entries of `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> Result<usize> {
+    let entries =
+        std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("listing /proc/{pid}/fd"))?;
+    Ok(entries.count())
 }

@@ -1,6 +1,7 @@
 //! Runs the server under test in a child process: the bench binary re-executed with
-//! `--serve mesh` or `--serve bare`. The server then has its own tokio runtime and its own memory
-//! and CPU figures in `/proc`, apart from the load generator's.
+//! `--serve mesh` or `--serve bare` (and `--limits deployed:N` for the mesh server's [`Profile`]).
+//! The server then has its own tokio runtime and its own memory and CPU figures in `/proc`, apart
+//! from the load generator's.
 //!
 //! The child prints `listening <addr> <url>` once it accepts connections and exits when its stdin
 //! closes, so it never outlives the bench.
@@ -20,30 +21,91 @@ use crate::{bare_relay, proc_stats, signal_wire::Wire};
 /// The argument that turns the bench binary into a server.
 pub const SERVE_FLAG: &str = "--serve";
 
-/// The mesh server's limits in the bench: the defaults, except a rate limit and connection limit
-/// no bench client reaches and an idle timeout longer than the run.
-pub fn mesh_limits() -> Limits {
-    Limits {
-        rate_limit: RateLimit { per_second: 1e9, burst: 1_000_000_000 },
-        max_connections: 50_000,
-        idle_timeout: Duration::from_secs(3600),
-        ..Limits::default()
-    }
+/// The argument that sets the mesh server's [`Profile`] (the signal bench's when absent).
+const PROFILE_FLAG: &str = "--limits";
+/// File descriptors the server needs beyond one per connection: the listener, the epoll and
+/// event fds, stdio, and sockets accepted past the connection limit until they are answered 503.
+const SPARE_FILES: u64 = 128;
+
+/// The limits the mesh server runs with in a bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The signal bench's: the defaults, except a rate limit and connection limit no bench client
+    /// reaches and an idle timeout longer than the run.
+    Load,
+    /// A deployed server's: the defaults, the idle timeout included (so clients must keep their
+    /// connections alive), except room for `max_connections`.
+    Deployed {
+        /// [`Limits::max_connections`].
+        max_connections: usize,
+    },
 }
 
-/// One line describing [`mesh_limits`], for the bench's output.
-pub fn describe_mesh_limits() -> String {
-    let limits = mesh_limits();
-    format!(
-        "rate limit {:.0}/s (burst {}), max_connections {}, idle timeout {} s, send_queue {} (default), \
-         max_frame_size {} B (default)",
-        limits.rate_limit.per_second,
-        limits.rate_limit.burst,
-        limits.max_connections,
-        limits.idle_timeout.as_secs(),
-        limits.send_queue,
-        limits.max_frame_size,
-    )
+impl Profile {
+    /// The server's limits under this profile.
+    pub fn limits(self) -> Limits {
+        match self {
+            Self::Load => Limits {
+                rate_limit: RateLimit { per_second: 1e9, burst: 1_000_000_000 },
+                max_connections: 50_000,
+                idle_timeout: Duration::from_secs(3600),
+                ..Limits::default()
+            },
+            Self::Deployed { max_connections } => Limits { max_connections, ..Limits::default() },
+        }
+    }
+
+    /// One line describing the limits, for the bench's output.
+    pub fn describe(self) -> String {
+        let limits = self.limits();
+        let rate =
+            format!("rate limit {:.0}/s (burst {})", limits.rate_limit.per_second, limits.rate_limit.burst);
+        let rate = match self {
+            Self::Load => rate,
+            Self::Deployed { .. } => rate + " (default)",
+        };
+        format!(
+            "{rate}, max_connections {}, idle timeout {} s, send_queue {} (default), \
+             max_frame_size {} B (default)",
+            limits.max_connections,
+            limits.idle_timeout.as_secs(),
+            limits.send_queue,
+            limits.max_frame_size,
+        )
+    }
+
+    /// Open files the server process needs: `None` when the usual limit will do.
+    fn open_files(self) -> Option<u64> {
+        match self {
+            Self::Load => None,
+            Self::Deployed { max_connections } => Some(max_connections as u64 + SPARE_FILES),
+        }
+    }
+
+    /// The arguments that tell the server process this profile.
+    fn to_args(self) -> Vec<String> {
+        match self {
+            Self::Load => Vec::new(),
+            Self::Deployed { max_connections } => {
+                vec![PROFILE_FLAG.to_owned(), format!("deployed:{max_connections}")]
+            }
+        }
+    }
+
+    /// Reads the profile from the server process's arguments.
+    fn from_args(args: &[String]) -> Result<Self> {
+        let Some(position) = args.iter().position(|arg| arg == PROFILE_FLAG) else { return Ok(Self::Load) };
+        let value = args.get(position + 1).map(String::as_str);
+        match value.and_then(|value| value.strip_prefix("deployed:")) {
+            Some(count) => {
+                let max_connections = count
+                    .parse()
+                    .with_context(|| format!("{PROFILE_FLAG} deployed:{count}: not a number"))?;
+                Ok(Self::Deployed { max_connections })
+            }
+            None => bail!("{PROFILE_FLAG} takes deployed:<max connections>, not {value:?}"),
+        }
+    }
 }
 
 /// A server running in a child process; dropping it kills the child.
@@ -54,11 +116,18 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the server for `wire` and waits until it listens.
+    /// Starts the server for `wire` (the mesh server with [`Profile::Load`]) and waits until it
+    /// listens.
     pub fn spawn(wire: Wire) -> Result<Self> {
+        Self::spawn_with(wire, Profile::Load)
+    }
+
+    /// Starts the server for `wire`, the mesh server with `profile`, and waits until it listens.
+    pub fn spawn_with(wire: Wire, profile: Profile) -> Result<Self> {
         let exe = std::env::current_exe().context("finding the bench binary")?;
         let mut child = Command::new(exe)
             .args([SERVE_FLAG, kind_name(wire)])
+            .args(profile.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -106,7 +175,8 @@ fn kind_name(wire: Wire) -> &'static str {
     }
 }
 
-/// If the process was started with `--serve KIND`, serves until stdin closes and returns `true`.
+/// If the process was started with `--serve KIND` (and perhaps `--limits PROFILE`), serves until
+/// stdin closes and returns `true`.
 pub fn serve_if_asked() -> Result<bool> {
     let args: Vec<String> = std::env::args().collect();
     let Some(position) = args.iter().position(|arg| arg == SERVE_FLAG) else { return Ok(false) };
@@ -115,13 +185,17 @@ pub fn serve_if_asked() -> Result<bool> {
         Some("bare") => Wire::Bare,
         other => bail!("{SERVE_FLAG} takes mesh or bare, not {other:?}"),
     };
-    proc_stats::raise_open_file_limit()?;
+    let profile = Profile::from_args(&args)?;
+    match profile.open_files() {
+        Some(needed) => proc_stats::ensure_open_file_limit(needed)?,
+        None => proc_stats::raise_open_file_limit()?,
+    };
     // One worker per core, as a deployed server would run.
     let runtime = tokio::runtime::Runtime::new().context("starting the server's runtime")?;
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     match wire {
         Wire::Mesh => {
-            let config = Config::default().with_listen(listen).with_limits(mesh_limits());
+            let config = Config::default().with_listen(listen).with_limits(profile.limits());
             let server = runtime.block_on(Server::start(config)).context("starting the mesh server")?;
             println!("listening {} {}", server.local_addr(), server.url());
             wait_for_stdin_close();

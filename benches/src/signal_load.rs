@@ -4,8 +4,10 @@
 //! open-loop: on a fixed schedule, never waiting for replies. Receivers count what arrives and,
 //! while recording, the latency from each message's send timestamp.
 //!
-//! Clients bind to several loopback source addresses (127.0.0.1, 127.0.0.2, …) so that tens of
-//! thousands of connections never run out of ephemeral ports.
+//! Clients bind to several loopback source addresses (127.0.0.1, 127.0.0.2, …) so that a hundred
+//! thousand connections never run out of ephemeral ports (about 28,000 per source address).
+//! Idle clients keep their connections alive with DXOS's `__ping__`, so a fleet outlives the
+//! server's idle timeout.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -24,7 +26,7 @@ use futures::{
 };
 use tokio::{
     net::{TcpSocket, TcpStream},
-    sync::watch,
+    sync::{Notify, watch},
     task::JoinSet,
     time::timeout,
 };
@@ -33,7 +35,7 @@ use tokio_tungstenite::{
     tungstenite::{Message as WsMessage, protocol::WebSocketConfig},
 };
 
-use crate::signal_wire::{FIRST_SEND_ID, Incoming, KEY_LEN, Wire};
+use crate::signal_wire::{FIRST_SEND_ID, Incoming, KEEP_ALIVE, KEY_LEN, Wire};
 
 /// Loopback source addresses the clients spread over.
 const SOURCE_ADDRESSES: usize = 16;
@@ -45,6 +47,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_READ_BUFFER: usize = 4 * 1024;
 /// A sender this far behind its schedule (after a stall) skips ahead rather than bursting.
 const MAX_LAG: Duration = Duration::from_millis(200);
+/// How often an idle client sends `__ping__`: the DXOS 0.8.3 client's interval (and the mesh
+/// client's default), well within the server's idle timeout.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 type Socket = WebSocketStream<TcpStream>;
 
@@ -78,7 +83,7 @@ fn topic_key(index: usize) -> Bytes {
 }
 
 /// What the fleet counted since it connected, and the latencies recorded while recording.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counters {
     /// Messages written by senders.
     pub sent: AtomicU64,
@@ -88,11 +93,39 @@ pub struct Counters {
     pub replies: AtomicU64,
     /// Error responses received (such as `RATE_LIMIT_EXCEEDED`).
     pub refused: AtomicU64,
+    /// Swarm events received (mesh only).
+    pub swarm_events: AtomicU64,
+    /// Connections that ended while the fleet held them: the server closed them or they failed.
+    pub closed: AtomicU64,
+    /// The swarm events that tell every client of every other member of its topic.
+    events_expected: u64,
+    /// Notified when `swarm_events` reaches `events_expected`.
+    events_complete: Notify,
     recording: AtomicBool,
     latencies_us: Mutex<Vec<u32>>,
 }
 
 impl Counters {
+    fn new(wire: Wire, layout: Layout) -> Self {
+        let events_expected = match wire {
+            // Each member hears PeerAvailable once for every other member, whichever joined first.
+            Wire::Mesh => (layout.clients * (layout.group - 1)) as u64,
+            Wire::Bare => 0,
+        };
+        Self {
+            sent: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            replies: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            swarm_events: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            events_expected,
+            events_complete: Notify::new(),
+            recording: AtomicBool::new(false),
+            latencies_us: Mutex::new(Vec::new()),
+        }
+    }
+
     fn record(&self, incoming: Incoming, start: Instant) {
         match incoming {
             Incoming::Delivered { sent_ns } => {
@@ -109,6 +142,12 @@ impl Counters {
             Incoming::Refused => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
             }
+            Incoming::SwarmEvent => {
+                if self.swarm_events.fetch_add(1, Ordering::Relaxed) + 1 == self.events_expected {
+                    // A permit, should nobody wait yet.
+                    self.events_complete.notify_one();
+                }
+            }
             Incoming::Ready | Incoming::Other => {}
         }
     }
@@ -119,7 +158,8 @@ impl Counters {
 pub enum Mode {
     /// Every client runs a sender, paced by [`Fleet::set_rate`].
     Senders,
-    /// Clients only join, open their inbox and read.
+    /// Clients only join, open their inbox, read and send `__ping__` every
+    /// [`KEEP_ALIVE_INTERVAL`], as idle DXOS clients do.
     Idle,
 }
 
@@ -129,14 +169,15 @@ pub struct Fleet {
     counters: Arc<Counters>,
     /// Each client's interval between sends; `None` pauses them.
     pace: watch::Sender<Option<Duration>>,
+    /// Every client's tasks: dropping them closes the connections.
     _tasks: JoinSet<()>,
-    /// Write halves of idle clients, kept so their connections stay open.
-    _idle_sinks: Vec<SplitSink<Socket, WsMessage>>,
 }
 
 impl Fleet {
     /// Connects `layout.clients` clients to the server at `addr` (`url` for the handshake), and
-    /// returns once every one of them has joined and opened its inbox.
+    /// returns once every one of them has joined and opened its inbox. Each client starts
+    /// working (reading, and sending or keeping alive) as soon as it is ready, so the first ones
+    /// outlive the server's idle timeout however long the rest take.
     pub async fn connect(
         wire: Wire,
         addr: SocketAddr,
@@ -148,34 +189,56 @@ impl Fleet {
             bail!("{} clients cannot form topics of {}", layout.clients, layout.group);
         }
         let start = Instant::now();
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(wire, layout));
         let (pace, _) = watch::channel(None);
-        let mut sockets: Vec<(usize, Socket)> = futures::stream::iter(0..layout.clients)
-            .map(|client| async move {
-                let socket = timeout(SETUP_TIMEOUT, open(wire, addr, url, layout, client))
-                    .await
-                    .with_context(|| format!("client {client} did not get ready in time"))??;
-                Ok::<_, anyhow::Error>((client, socket))
-            })
-            .buffer_unordered(CONNECT_CONCURRENCY)
-            .try_collect()
-            .await?;
-        sockets.sort_by_key(|(client, _)| *client);
-
         let mut tasks = JoinSet::new();
-        let mut idle_sinks = Vec::new();
-        for (client, socket) in sockets {
-            let (sink, source) = socket.split();
-            tasks.spawn(receive(wire, source, counters.clone(), start));
+        let mut opening = futures::stream::iter(0..layout.clients)
+            .map(|client| {
+                let counters = counters.clone();
+                async move {
+                    let socket =
+                        timeout(SETUP_TIMEOUT, open(wire, addr, url, layout, client, &counters, start))
+                            .await
+                            .with_context(|| format!("client {client} did not get ready in time"))??;
+                    Ok::<_, anyhow::Error>((client, socket))
+                }
+            })
+            .buffer_unordered(CONNECT_CONCURRENCY);
+        while let Some((client, socket)) = opening.try_next().await? {
             match mode {
                 Mode::Senders => {
+                    let (sink, source) = socket.split();
+                    tasks.spawn(receive(wire, source, counters.clone(), start));
                     let sender = Sender { wire, layout, client, counters: counters.clone(), start };
                     tasks.spawn(sender.run(sink, pace.subscribe()));
                 }
-                Mode::Idle => idle_sinks.push(sink),
+                Mode::Idle => {
+                    // Spread the keep-alives over the interval so they don't arrive in step.
+                    let phase = KEEP_ALIVE_INTERVAL.mul_f64(XorShift::new(client as u64).unit());
+                    tasks.spawn(idle(wire, socket, counters.clone(), start, phase));
+                }
             }
         }
-        Ok(Self { layout, counters, pace, _tasks: tasks, _idle_sinks: idle_sinks })
+        // Its closure borrows `counters`, which the fleet takes.
+        drop(opening);
+        Ok(Self { layout, counters, pace, _tasks: tasks })
+    }
+
+    /// Waits (at most `limit`) until every client has heard of every other member of its topic,
+    /// so that the server has nothing left to deliver. Immediate for the bare relay, which has no
+    /// topics.
+    pub async fn wait_settled(&self, limit: Duration) -> Result<()> {
+        let counters = &self.counters;
+        if counters.swarm_events.load(Ordering::Relaxed) >= counters.events_expected {
+            return Ok(());
+        }
+        timeout(limit, counters.events_complete.notified()).await.with_context(|| {
+            format!(
+                "swarm events still missing after {limit:?}: {} of {} arrived",
+                counters.swarm_events.load(Ordering::Relaxed),
+                counters.events_expected
+            )
+        })
     }
 
     /// What the fleet has counted.
@@ -228,8 +291,17 @@ impl Fleet {
 }
 
 /// Opens client `client`: connects from its loopback source address, then joins its topic and
-/// opens its inbox, and waits for the server to confirm both.
-async fn open(wire: Wire, addr: SocketAddr, url: &str, layout: Layout, client: usize) -> Result<Socket> {
+/// opens its inbox, and waits for the server to confirm both. Swarm events that arrive meanwhile
+/// are counted.
+async fn open(
+    wire: Wire,
+    addr: SocketAddr,
+    url: &str,
+    layout: Layout,
+    client: usize,
+    counters: &Counters,
+    start: Instant,
+) -> Result<Socket> {
     let source = Ipv4Addr::new(127, 0, 0, 1 + (client % SOURCE_ADDRESSES) as u8);
     let socket = TcpSocket::new_v4().context("creating a client socket")?;
     socket.bind(SocketAddr::from((source, 0))).with_context(|| format!("binding a client to {source}"))?;
@@ -252,7 +324,7 @@ async fn open(wire: Wire, addr: SocketAddr, url: &str, layout: Layout, client: u
             Some(Ok(WsMessage::Binary(frame))) => match wire.parse(frame) {
                 Incoming::Ready => ready += 1,
                 Incoming::Refused => bail!("the server refused client {client}'s setup"),
-                _ => {}
+                other => counters.record(other, start),
             },
             Some(Ok(_)) => {}
             Some(Err(err)) => return Err(err).context("reading setup replies"),
@@ -269,6 +341,31 @@ async fn receive(wire: Wire, mut source: SplitStream<Socket>, counters: Arc<Coun
             counters.record(wire.parse(frame), start);
         }
     }
+    counters.closed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Runs one idle client: reads everything the server sends, and sends `__ping__` every
+/// [`KEEP_ALIVE_INTERVAL`], first after `phase`.
+async fn idle(wire: Wire, mut socket: Socket, counters: Arc<Counters>, start: Instant, phase: Duration) {
+    let first = tokio::time::Instant::now() + phase;
+    let mut keep_alive = tokio::time::interval_at(first, KEEP_ALIVE_INTERVAL);
+    // After a stall, one ping is enough: a burst would only load the server.
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = socket.next() => match message {
+                Some(Ok(WsMessage::Binary(frame))) => counters.record(wire.parse(frame), start),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+            _ = keep_alive.tick() => {
+                if socket.send(WsMessage::Text(KEEP_ALIVE.into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    counters.closed.fetch_add(1, Ordering::Relaxed);
 }
 
 /// One client's sending side.

@@ -27,6 +27,9 @@ const INBOX_STREAM: i32 = 2;
 /// The first request id a mesh client uses for SendMessage.
 pub const FIRST_SEND_ID: i32 = 3;
 const JOIN: &str = "dxos.mesh.signal.Signal.Join";
+/// The text frame a DXOS client sends to keep its connection alive: the mesh server counts any
+/// frame as activity and closes connections silent for its idle timeout; the bare relay ignores it.
+pub const KEEP_ALIVE: &str = "__ping__";
 const RECEIVE_MESSAGES: &str = "dxos.mesh.signal.Signal.ReceiveMessages";
 
 /// Which server a client talks to, and so which framing it uses.
@@ -48,11 +51,13 @@ pub enum Incoming {
         /// When the sender wrote it, in nanoseconds since the run's start.
         sent_ns: u64,
     },
+    /// A swarm event (PeerAvailable or PeerLeft) on the Join stream.
+    SwarmEvent,
     /// The reply to a SendMessage.
     Reply,
     /// An error response (such as `RATE_LIMIT_EXCEEDED`).
     Refused,
-    /// Anything else: swarm events, frames the bench does not look at.
+    /// Anything else: frames the bench does not look at.
     Other,
 }
 
@@ -107,6 +112,7 @@ fn parse_mesh(frame: Bytes) -> Incoming {
         Response::Ready(JOIN_STREAM | INBOX_STREAM) => Incoming::Ready,
         Response::Payload(INBOX_STREAM, any) => signal_codec::stamp_of(any)
             .map_or(Incoming::Other, |stamp| Incoming::Delivered { sent_ns: stamp.sent_ns }),
+        Response::Payload(JOIN_STREAM, _) => Incoming::SwarmEvent,
         Response::Payload(id, _) if id >= FIRST_SEND_ID => Incoming::Reply,
         Response::Error(_) => Incoming::Refused,
         _ => Incoming::Other,

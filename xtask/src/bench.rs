@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 
 /// The benchmark targets in `benches/benches/`.
-const NAMES: &[&str] = &["auth", "gossip", "signal", "swarm", "teleport", "webrtc"];
+const NAMES: &[&str] = &["auth", "federation", "gossip", "signal", "swarm", "teleport", "webrtc"];
 
 /// Runs `cargo bench -p mesh-benches --bench <name> -- <args>`.
 pub(crate) fn run(name: &str, args: &[&str]) -> Result<()> {

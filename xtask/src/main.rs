@@ -16,8 +16,8 @@ cargo xtask <command>
 
 Commands:
   proto [--check]   regenerate crates/proto/src/gen from proto/ (--check: fail if the committed code is stale)
-  bench <name> [..] run a benchmark (gossip, signal, swarm, teleport) in release and print its figures;
-                    further arguments go to the benchmark (e.g. `bench signal memory`)
+  bench <name> [..] run a benchmark (auth, federation, gossip, signal, swarm, teleport, webrtc) in release
+                    and print its figures; further arguments go to the benchmark (e.g. `bench signal memory`)
   test              install what the tests need (npm and Debian packages) and run every test in the workspace
   fuzz --smoke [--seconds N]
                     build every fuzz target in fuzz/ (stable toolchain, no sanitizer; installs
