@@ -315,7 +315,7 @@ impl Hub {
             return;
         };
         // A client using several servers sends through each: what arrives twice goes on once.
-        if !outbox.first_sighting(message) {
+        if !outbox.first_sighting(message, Instant::now()) {
             return;
         }
         if self.deliver(recipient, message) == 0 {

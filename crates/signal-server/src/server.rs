@@ -132,7 +132,7 @@ impl Server {
             );
         }
         let federation = config.federation.clone().map(|federation| {
-            let (outbox, relays) = Outbox::new(metrics.clone());
+            let (outbox, relays) = Outbox::new(federation.duplicate_window, metrics.clone());
             (federation, outbox, relays)
         });
         let outbox = federation.as_ref().map(|(_, outbox, _)| outbox.clone());

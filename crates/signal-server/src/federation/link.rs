@@ -323,7 +323,7 @@ impl Link {
             Some(Body::Relay(relay)) => {
                 let Source::Peer(peer) = source else { return };
                 let message = Bytes::from(relay.message);
-                if self.outbox.first_sighting(&message) {
+                if self.outbox.first_sighting(&message, Instant::now()) {
                     self.hub.deliver(&peer, &message);
                 }
                 Vec::new()

@@ -33,6 +33,10 @@ pub struct Federation {
     /// A server not heard from for this long is gone, with every peer it held. Heartbeat plus
     /// timeout is how long a dead server's peers linger elsewhere (4 s by default).
     pub server_timeout: Duration,
+    /// How long a relayed message is remembered so that copies of it (a client sending through
+    /// several servers) are dropped. Keep it under the messengers' resend delay (1 s for DXOS's
+    /// and mesh's), or a resend after a lost acknowledgement would be dropped too.
+    pub duplicate_window: Duration,
 }
 
 impl Federation {
@@ -43,12 +47,19 @@ impl Federation {
             prefix: "mesh.signal".into(),
             heartbeat: Duration::from_secs(1),
             server_timeout: Duration::from_secs(3),
+            duplicate_window: Duration::from_millis(500),
         }
     }
 
     /// Sets [`Federation::prefix`].
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`Federation::duplicate_window`].
+    pub fn with_duplicate_window(mut self, window: Duration) -> Self {
+        self.duplicate_window = window;
         self
     }
 

@@ -20,10 +20,6 @@ use crate::{hub::Key, metrics::Metrics};
 
 /// Messages waiting to be published; more are dropped.
 pub(crate) const RELAY_QUEUE: usize = 4096;
-/// How long a message is remembered to drop its copies. Copies sent through several servers
-/// arrive within milliseconds; a messenger resends after a second or more, and a resend must
-/// not be dropped.
-const DUPLICATE_WINDOW: Duration = Duration::from_millis(500);
 /// The most messages remembered at once; the oldest are forgotten first.
 const REMEMBERED: usize = 65_536;
 
@@ -47,15 +43,25 @@ pub(crate) struct Outbox {
     wake: Notify,
     relays: mpsc::Sender<(Key, Bytes)>,
     recent: Mutex<Recent>,
+    /// How long a message is remembered to drop its copies. Copies sent through several servers
+    /// arrive within milliseconds; a messenger resends after a second or more, and a resend must
+    /// not be dropped.
+    window: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Outbox {
     /// An outbox, and the receiving end of its relay queue for the federation task.
-    pub(crate) fn new(metrics: Arc<Metrics>) -> (Arc<Self>, mpsc::Receiver<(Key, Bytes)>) {
+    pub(crate) fn new(window: Duration, metrics: Arc<Metrics>) -> (Arc<Self>, mpsc::Receiver<(Key, Bytes)>) {
         let (relays, receiver) = mpsc::channel(RELAY_QUEUE);
-        let outbox =
-            Self { dirty: Mutex::default(), wake: Notify::new(), relays, recent: Mutex::default(), metrics };
+        let outbox = Self {
+            dirty: Mutex::default(),
+            wake: Notify::new(),
+            relays,
+            recent: Mutex::default(),
+            window,
+            metrics,
+        };
         (Arc::new(outbox), receiver)
     }
 
@@ -80,15 +86,14 @@ impl Outbox {
         }
     }
 
-    /// Whether `message` was not seen in the last moments (and remembers it).
-    pub(crate) fn first_sighting(&self, message: &[u8]) -> bool {
+    /// Whether `message`, arriving `now`, was not seen within the window (and remembers it).
+    pub(crate) fn first_sighting(&self, message: &[u8], now: Instant) -> bool {
         let hash = blake3::hash(message);
         let mut digest = [0; 16];
         digest.copy_from_slice(&hash.as_bytes()[..16]);
-        let now = Instant::now();
         let mut recent = lock(&self.recent);
         while let Some((at, old)) = recent.order.front().copied() {
-            if now.duration_since(at) < DUPLICATE_WINDOW && recent.order.len() < REMEMBERED {
+            if now.duration_since(at) < self.window && recent.order.len() < REMEMBERED {
                 break;
             }
             recent.order.pop_front();
@@ -124,17 +129,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_copy_is_dropped_but_the_next_message_is_not() {
-        let (outbox, _relays) = Outbox::new(Arc::new(Metrics::new()));
-        assert!(outbox.first_sighting(b"one"));
-        assert!(!outbox.first_sighting(b"one"), "a copy arriving at once is dropped");
-        assert!(outbox.first_sighting(b"two"));
+    fn a_copy_is_dropped_but_the_next_message_and_a_later_resend_are_not() {
+        let (outbox, _relays) = Outbox::new(Duration::from_millis(500), Arc::new(Metrics::new()));
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
+        assert!(outbox.first_sighting(b"one", at(0)));
+        assert!(!outbox.first_sighting(b"one", at(100)), "a copy arriving at once is dropped");
+        assert!(outbox.first_sighting(b"two", at(200)));
+        assert!(outbox.first_sighting(b"one", at(1_000)), "a resend after the window goes through");
         assert_eq!(outbox.metrics.federation_duplicates.get(), 1);
     }
 
     #[tokio::test]
     async fn changes_coalesce_until_taken() {
-        let (outbox, _relays) = Outbox::new(Arc::new(Metrics::new()));
+        let (outbox, _relays) = Outbox::new(Duration::from_millis(500), Arc::new(Metrics::new()));
         let topic = Key::from_static(b"topic");
         outbox.topic_changed(&topic);
         outbox.topic_changed(&topic);
