@@ -1,6 +1,7 @@
 //! Shared helpers for the benchmark targets in `benches/benches/`.
 
 pub mod bare_relay;
+pub mod nats_process;
 pub mod proc_stats;
 pub mod server_process;
 pub mod signal_codec;

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use mesh_signal_server::{Config, Limits, RateLimit, Server};
+use mesh_signal_server::{Config, Federation, IntroductionView, Limits, RateLimit, Server};
 
 use crate::{bare_relay, proc_stats, signal_wire::Wire};
 
@@ -23,6 +23,8 @@ pub const SERVE_FLAG: &str = "--serve";
 
 /// The argument that sets the mesh server's [`Profile`] (the signal bench's when absent).
 const PROFILE_FLAG: &str = "--limits";
+/// The argument that federates the mesh server through the NATS server at the URL after it.
+const NATS_FLAG: &str = "--nats";
 /// File descriptors the server needs beyond one per connection: the listener, the epoll and
 /// event fds, stdio, and sockets accepted past the connection limit until they are answered 503.
 const SPARE_FILES: u64 = 128;
@@ -39,7 +41,19 @@ pub enum Profile {
         /// [`Limits::max_connections`].
         max_connections: usize,
     },
+    /// A join storm's: the load limits, with no join rate limit, room for `members` in a topic,
+    /// and the bounded introduction view of `view` members (topics under 300 introduce everyone,
+    /// as the simulator's default model) or none.
+    Storm {
+        /// [`Limits::max_topic_members`].
+        members: usize,
+        /// The introduction view, or `None` for everyone-to-everyone.
+        view: Option<usize>,
+    },
 }
+
+/// Topics smaller than this introduce everyone to everyone under [`Profile::Storm`].
+const EVERYONE_UP_TO: usize = 300;
 
 impl Profile {
     /// The server's limits under this profile.
@@ -52,6 +66,15 @@ impl Profile {
                 ..Limits::default()
             },
             Self::Deployed { max_connections } => Limits { max_connections, ..Limits::default() },
+            Self::Storm { members, view } => {
+                let unlimited = RateLimit { per_second: 1e9, burst: 1_000_000_000 };
+                Limits {
+                    join_rate_per_topic: unlimited,
+                    max_topic_members: members,
+                    introduction_view: view.map(|view| IntroductionView::new(view, EVERYONE_UP_TO)),
+                    ..Self::Load.limits()
+                }
+            }
         }
     }
 
@@ -63,6 +86,12 @@ impl Profile {
         let rate = match self {
             Self::Load => rate,
             Self::Deployed { .. } => rate + " (default)",
+            Self::Storm { members, view } => {
+                let view = view.map_or("everyone meets everyone".into(), |view| {
+                    format!("introduction view {view} (everyone below {EVERYONE_UP_TO})")
+                });
+                format!("{rate}, no join rate limit, {members} members per topic, {view}")
+            }
         };
         format!(
             "{rate}, max_connections {}, idle timeout {} s, send_queue {} (default), \
@@ -78,6 +107,7 @@ impl Profile {
     fn open_files(self) -> Option<u64> {
         match self {
             Self::Load => None,
+            Self::Storm { members, .. } => Some(members as u64 + SPARE_FILES),
             Self::Deployed { max_connections } => Some(max_connections as u64 + SPARE_FILES),
         }
     }
@@ -89,6 +119,10 @@ impl Profile {
             Self::Deployed { max_connections } => {
                 vec![PROFILE_FLAG.to_owned(), format!("deployed:{max_connections}")]
             }
+            Self::Storm { members, view } => {
+                let view = view.map_or("all".to_owned(), |view| view.to_string());
+                vec![PROFILE_FLAG.to_owned(), format!("storm:{members}:{view}")]
+            }
         }
     }
 
@@ -96,6 +130,14 @@ impl Profile {
     fn from_args(args: &[String]) -> Result<Self> {
         let Some(position) = args.iter().position(|arg| arg == PROFILE_FLAG) else { return Ok(Self::Load) };
         let value = args.get(position + 1).map(String::as_str);
+        if let Some(storm) = value.and_then(|value| value.strip_prefix("storm:")) {
+            let parsed = storm.split_once(':').and_then(|(members, view)| {
+                let view = if view == "all" { None } else { Some(view.parse().ok()?) };
+                Some(Self::Storm { members: members.parse().ok()?, view })
+            });
+            return parsed
+                .with_context(|| format!("{PROFILE_FLAG} storm:{storm}: expected storm:MEMBERS:VIEW|all"));
+        }
         match value.and_then(|value| value.strip_prefix("deployed:")) {
             Some(count) => {
                 let max_connections = count
@@ -103,7 +145,9 @@ impl Profile {
                     .with_context(|| format!("{PROFILE_FLAG} deployed:{count}: not a number"))?;
                 Ok(Self::Deployed { max_connections })
             }
-            None => bail!("{PROFILE_FLAG} takes deployed:<max connections>, not {value:?}"),
+            None => bail!(
+                "{PROFILE_FLAG} takes deployed:<max connections> or storm:<members>:<view>, not {value:?}"
+            ),
         }
     }
 }
@@ -124,10 +168,21 @@ impl ServerProcess {
 
     /// Starts the server for `wire`, the mesh server with `profile`, and waits until it listens.
     pub fn spawn_with(wire: Wire, profile: Profile) -> Result<Self> {
+        Self::spawn_process(wire, profile, None)
+    }
+
+    /// Starts the mesh server with `profile`, federated through the NATS server at `nats`.
+    pub fn spawn_federated(profile: Profile, nats: &str) -> Result<Self> {
+        Self::spawn_process(Wire::Mesh, profile, Some(nats))
+    }
+
+    fn spawn_process(wire: Wire, profile: Profile, nats: Option<&str>) -> Result<Self> {
         let exe = std::env::current_exe().context("finding the bench binary")?;
+        let nats = nats.map(|url| [NATS_FLAG, url]);
         let mut child = Command::new(exe)
             .args([SERVE_FLAG, kind_name(wire)])
             .args(profile.to_args())
+            .args(nats.iter().flatten())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -195,7 +250,12 @@ pub fn serve_if_asked() -> Result<bool> {
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     match wire {
         Wire::Mesh => {
-            let config = Config::default().with_listen(listen).with_limits(profile.limits());
+            let nats = args.iter().position(|arg| arg == NATS_FLAG).and_then(|at| args.get(at + 1));
+            let federation = nats.map(|url| Federation::new([url.clone()]));
+            let config = Config::default()
+                .with_listen(listen)
+                .with_limits(profile.limits())
+                .with_federation(federation);
             let server = runtime.block_on(Server::start(config)).context("starting the mesh server")?;
             println!("listening {} {}", server.local_addr(), server.url());
             wait_for_stdin_close();

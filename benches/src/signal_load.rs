@@ -185,6 +185,21 @@ impl Fleet {
         layout: Layout,
         mode: Mode,
     ) -> Result<Self> {
+        Self::connect_spread(wire, &[(addr, url.to_owned())], layout, mode).await
+    }
+
+    /// Connects the fleet to several servers, client `c` to server `c % servers.len()`; with more
+    /// than one, senders send only to the members of their topic on other servers, so every
+    /// message crosses between servers.
+    pub async fn connect_spread(
+        wire: Wire,
+        servers: &[(SocketAddr, String)],
+        layout: Layout,
+        mode: Mode,
+    ) -> Result<Self> {
+        if servers.is_empty() {
+            bail!("a fleet needs a server");
+        }
         if layout.group < 2 || !layout.clients.is_multiple_of(layout.group) {
             bail!("{} clients cannot form topics of {}", layout.clients, layout.group);
         }
@@ -195,9 +210,10 @@ impl Fleet {
         let mut opening = futures::stream::iter(0..layout.clients)
             .map(|client| {
                 let counters = counters.clone();
+                let (addr, url) = &servers[client % servers.len()];
                 async move {
                     let socket =
-                        timeout(SETUP_TIMEOUT, open(wire, addr, url, layout, client, &counters, start))
+                        timeout(SETUP_TIMEOUT, open(wire, *addr, url, layout, client, &counters, start))
                             .await
                             .with_context(|| format!("client {client} did not get ready in time"))??;
                     Ok::<_, anyhow::Error>((client, socket))
@@ -209,7 +225,8 @@ impl Fleet {
                 Mode::Senders => {
                     let (sink, source) = socket.split();
                     tasks.spawn(receive(wire, source, counters.clone(), start));
-                    let sender = Sender { wire, layout, client, counters: counters.clone(), start };
+                    let servers = servers.len();
+                    let sender = Sender { wire, layout, client, servers, counters: counters.clone(), start };
                     tasks.spawn(sender.run(sink, pace.subscribe()));
                 }
                 Mode::Idle => {
@@ -373,6 +390,8 @@ struct Sender {
     wire: Wire,
     layout: Layout,
     client: usize,
+    /// How many servers the fleet is spread over.
+    servers: usize,
     counters: Arc<Counters>,
     start: Instant,
 }
@@ -380,10 +399,12 @@ struct Sender {
 impl Sender {
     async fn run(self, mut sink: SplitSink<Socket, WsMessage>, mut pace: watch::Receiver<Option<Duration>>) {
         let author = peer_key(self.client);
-        // The other members of the topic.
+        // The other members of the topic (on other servers, when there are several).
         let first_member = self.layout.topic_of(self.client) * self.layout.group;
+        let elsewhere =
+            |member: usize| self.servers == 1 || member % self.servers != self.client % self.servers;
         let others: Vec<Bytes> = (first_member..first_member + self.layout.group)
-            .filter(|&member| member != self.client)
+            .filter(|&member| member != self.client && elsewhere(member))
             .map(peer_key)
             .collect();
         let mut rng = XorShift::new(self.client as u64);

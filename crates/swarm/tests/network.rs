@@ -94,3 +94,74 @@ async fn concurrent_swarms_and_repeated_joins_on_new_topics() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_connects_through_a_server_that_introduces_a_bounded_view() {
+    use mesh_signal_server::{Config, IntroductionView, Limits, RateLimit, Server};
+    use mesh_swarm::topology::Mmst;
+
+    const PEERS: usize = 120;
+    const VIEW: usize = 8;
+    let unlimited = RateLimit { per_second: 1e6, burst: 1_000_000 };
+    let limits = Limits {
+        introduction_view: Some(IntroductionView::new(VIEW, 0)),
+        join_rate_per_topic: unlimited,
+        ..Limits::default()
+    };
+    let server = Server::start(Config::default().with_limits(limits)).await.unwrap();
+    let url = server.url();
+    let transports = |_: &Keypair| -> Arc<dyn TransportFactory> { Arc::new(TcpTransportFactory::default()) };
+    let managers = managers(PEERS, || Arc::new(Client::connect(url.clone()).unwrap()), transports).await;
+    let keys: Vec<PublicKey> = managers.iter().map(NetworkManager::own).collect();
+    let (tx, mut hellos) = mpsc::unbounded_channel();
+    let protocol = Arc::new(Hello(tx));
+    let topic = topic();
+    let mut swarms = Vec::new();
+    for (seed, manager) in managers.iter().enumerate() {
+        swarms.push(manager.join(topic, Box::new(Mmst::new(seed as u64)), protocol.clone()).await.unwrap());
+    }
+    // Each peer meets only about the view, yet the connections the swarm makes join everyone.
+    let mut components = Components::new(&keys);
+    tokio::time::timeout(PATIENCE * 3, async {
+        while components.count() > 1 {
+            let (me, from) = hellos.recv().await.expect("hellos");
+            components.join(me, from);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the swarm stayed in {} pieces", components.count()));
+}
+
+/// Union-find over peers: which are connected, through connections seen so far.
+struct Components {
+    index: std::collections::HashMap<PublicKey, usize>,
+    parent: Vec<usize>,
+    count: usize,
+}
+
+impl Components {
+    fn new(keys: &[PublicKey]) -> Self {
+        let index = keys.iter().enumerate().map(|(i, key)| (*key, i)).collect();
+        Self { index, parent: (0..keys.len()).collect(), count: keys.len() }
+    }
+
+    fn root(&mut self, mut at: usize) -> usize {
+        while self.parent[at] != at {
+            self.parent[at] = self.parent[self.parent[at]];
+            at = self.parent[at];
+        }
+        at
+    }
+
+    fn join(&mut self, a: PublicKey, b: PublicKey) {
+        let (a, b) = (self.root(self.index[&a]), self.root(self.index[&b]));
+        if a != b {
+            self.parent[a] = b;
+            self.count -= 1;
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.count
+    }
+}

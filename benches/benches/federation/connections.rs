@@ -1,18 +1,4 @@
-//! Signal server figures at federation scale: one server process holding what a region's clients
-//! hold open.
-//!
-//! `cargo bench -p mesh-benches --bench federation` (or `cargo xtask bench federation`) runs
-//! every section; append section names (`-- connections`) to run those only. The server runs in a
-//! child process (this binary with `--serve mesh --limits deployed:N`) with the default limits
-//! except its connection limit; the clients run here.
-//! - connections: 100,000 idle clients (`--clients N` for another count) in topics of 10, each
-//!   joined to its topic with its inbox open and sending DXOS's `__ping__` every 10 s, as the
-//!   signal bench's memory part does for 10,000. The server's RSS growth per connection, against
-//!   the same figure for 10,000 clients on a fresh server in the same run (the baseline), the idle
-//!   server's RSS, its open files and the time to open every connection. `--hold S` then keeps
-//!   the connections S seconds more (past the server's 40 s idle timeout, say), checks that none
-//!   was closed and measures again. Both processes need an open-file limit above the client
-//!   count: the bench raises it, and says so when it cannot.
+//! The connections section: how much one server process holds per idle connection.
 
 use std::{
     sync::atomic::Ordering,
@@ -22,19 +8,17 @@ use std::{
 use anyhow::{Context, Result, bail};
 use mesh_benches::{
     proc_stats,
-    server_process::{self, Profile, ServerProcess},
+    server_process::{Profile, ServerProcess},
     signal_load::{Fleet, Layout, Mode},
     signal_wire::Wire,
 };
 
-/// The sections, in the order a full run takes them.
-const SECTIONS: &[&str] = &["connections"];
+use crate::GROUP;
 
-/// The connections section's clients unless `--clients` says otherwise, the baseline's, and the
-/// members per topic.
+/// The clients unless `--clients` says otherwise (or the open-file limit allows fewer), and the
+/// baseline's.
 const CONNECTIONS: usize = 100_000;
 const BASELINE: usize = 10_000;
-const GROUP: usize = 10;
 /// The server's connection limit above the clients: room for the fleet and nothing much more, so
 /// the limit still means something.
 const HEADROOM: usize = 100;
@@ -44,70 +28,6 @@ const SPARE_FILES: u64 = 256;
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// The target for the server's memory per idle connection.
 const TARGET_KIB: f64 = 16.0;
-
-/// What the command line asks for.
-struct Options {
-    /// Sections to run; empty: all of them.
-    sections: Vec<String>,
-    /// Clients in the connections section.
-    clients: usize,
-    /// How long the connections section keeps its connections after measuring, to measure again.
-    hold: Duration,
-}
-
-impl Options {
-    fn parse() -> Result<Self> {
-        let mut options = Self { sections: Vec::new(), clients: CONNECTIONS, hold: Duration::ZERO };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--clients" => {
-                    let count = args.next().context("--clients needs a number")?;
-                    options.clients = count.parse().with_context(|| format!("--clients {count:?}"))?;
-                    if options.clients == 0 || !options.clients.is_multiple_of(GROUP) {
-                        bail!("--clients must be a positive multiple of {GROUP} (the topic size)");
-                    }
-                }
-                "--hold" => {
-                    let seconds = args.next().context("--hold needs a number of seconds")?;
-                    let seconds: u64 = seconds.parse().with_context(|| format!("--hold {seconds:?}"))?;
-                    options.hold = Duration::from_secs(seconds);
-                }
-                // The flags cargo adds (`--bench`) and the `--` separator.
-                flag if flag.starts_with("--") => {}
-                section if SECTIONS.contains(&section) => options.sections.push(arg),
-                unknown => bail!("unknown section {unknown:?}: expected one of {}", SECTIONS.join(", ")),
-            }
-        }
-        Ok(options)
-    }
-
-    fn wants(&self, section: &str) -> bool {
-        self.sections.is_empty() || self.sections.iter().any(|wanted| wanted == section)
-    }
-}
-
-fn main() -> Result<()> {
-    if server_process::serve_if_asked()? {
-        return Ok(());
-    }
-    let options = Options::parse()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let started = Instant::now();
-    for &section in SECTIONS.iter().filter(|section| options.wants(section)) {
-        runtime.block_on(run(section, &options))?;
-    }
-    println!("\n(whole run: {:.0} s)", started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// Runs one section.
-async fn run(section: &str, options: &Options) -> Result<()> {
-    match section {
-        "connections" => connections(options.clients, options.hold).await,
-        other => bail!("section {other:?} is listed but has no code"),
-    }
-}
 
 /// What holding one fleet of idle connections cost the server.
 struct Held {
@@ -133,7 +53,25 @@ impl Held {
     }
 }
 
-async fn connections(clients: usize, hold_for: Duration) -> Result<()> {
+pub(crate) async fn run(clients: Option<usize>, hold_for: Duration) -> Result<()> {
+    let clients = match clients {
+        Some(clients) => clients,
+        None => {
+            // As many as the hard limit allows, when a process may not raise it here.
+            let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).context("reading RLIMIT_NOFILE")?;
+            let fits = (hard.saturating_sub(SPARE_FILES + HEADROOM as u64) as usize) / GROUP * GROUP;
+            if fits < CONNECTIONS && rlimit::setrlimit(rlimit::Resource::NOFILE, hard + 1, hard + 1).is_err()
+            {
+                println!(
+                    "federation connections: the open-file hard limit here is {hard} and cannot be raised, so \
+                     {fits} clients instead of {CONNECTIONS} (raise it to run all; see the error with --clients {CONNECTIONS})"
+                );
+                fits
+            } else {
+                CONNECTIONS
+            }
+        }
+    };
     let open_files = proc_stats::ensure_open_file_limit(clients as u64 + SPARE_FILES).with_context(|| {
         format!(
             "{clients} connections need that many open files here and in the server; `--clients N` runs fewer"
