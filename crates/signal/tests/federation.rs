@@ -278,3 +278,22 @@ async fn a_message_sent_through_two_servers_reaches_a_third_servers_client_once(
     let after = wait_message(&mut events, recipient).await;
     assert_eq!(after.payload.value, b"after", "the copy of the first message never reached the client");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutting_down_says_goodbye_and_its_peers_leave_at_once() {
+    let timeout = Duration::from_secs(10);
+    let mut federated =
+        Federated::start_with(2, |federation| federation.with_timing(Duration::from_secs(1), timeout)).await;
+    let topic = topic();
+    let leaving = RustPeer::join(&[federated.url(0)], topic).await;
+    let mut watcher = RustPeer::join(&[federated.url(1)], topic).await;
+    watcher.sees(topic, [leaving.key]).await;
+    let stopped = Instant::now();
+    let server = federated.servers[0].take().expect("server running");
+    server.shutdown(Duration::from_secs(5)).await;
+    wait_left(&mut watcher.events, topic, leaving.key).await;
+    // Long before the other server would have given it up for silent.
+    assert!(stopped.elapsed() < timeout, "the peer left only after {:?}", stopped.elapsed());
+    eventually(|| federated.server(1).stats().federation_servers == 0).await;
+    assert!(stopped.elapsed() < timeout, "the server was given up for silent, not for its goodbye");
+}

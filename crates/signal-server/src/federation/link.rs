@@ -297,6 +297,11 @@ impl Link {
                     self.metrics.federation_rejected.inc();
                     return;
                 };
+                // News of topics without local members is nobody's business here, and keeping it
+                // would let another server fill this one's memory.
+                if !self.announced.contains_key(&topic) {
+                    return;
+                }
                 let since = presence.present.then(|| presence.since.unwrap_or_default());
                 self.remote.presence(server, seq, &topic, &peer, since, now)
             }
@@ -305,6 +310,9 @@ impl Link {
                     self.metrics.federation_rejected.inc();
                     return;
                 };
+                if !self.announced.contains_key(&topic) {
+                    return;
+                }
                 let members = snapshot
                     .members
                     .into_iter()

@@ -39,6 +39,11 @@ struct News {
 struct RemoteTopic {
     peers: HashMap<Key, News>,
     present: usize,
+    /// The sequence number of the last snapshot applied: it spoke for every peer, so news older
+    /// than it is stale whatever peer it is about.
+    floor: u64,
+    /// When that snapshot was applied, for dropping the entry once nothing is left to remember.
+    floor_at: Option<Instant>,
     /// A snapshot arriving in parts: its sequence number and the members so far.
     pending: Option<(u64, HashMap<Key, Timestamp>)>,
 }
@@ -47,7 +52,7 @@ impl RemoteTopic {
     /// Applies news of `peer` unless newer news of it was applied already.
     fn apply(&mut self, topic: &Key, peer: &Key, news: News, server: ServerId, max: usize) -> Option<Change> {
         let old = self.peers.get(peer).copied();
-        if old.is_some_and(|old| old.seq >= news.seq) {
+        if news.seq < self.floor || old.is_some_and(|old| old.seq >= news.seq) {
             return None;
         }
         let was_present = old.is_some_and(|old| old.since.is_some());
@@ -164,6 +169,11 @@ impl Remote {
             return Vec::new();
         }
         let (_, snapshot) = state.pending.take().unwrap_or_default();
+        if seq <= state.floor {
+            return Vec::new();
+        }
+        state.floor = seq;
+        state.floor_at = Some(now);
         let gone: Vec<Key> = state.members().filter(|peer| !snapshot.contains_key(*peer)).cloned().collect();
         let mut changes = Vec::new();
         for peer in gone {
@@ -204,7 +214,8 @@ impl Remote {
                 topic.peers.retain(|_, news| {
                     news.since.is_some() || now.saturating_duration_since(news.at) < TOMBSTONE
                 });
-                !topic.peers.is_empty() || topic.pending.is_some()
+                let recent = topic.floor_at.is_some_and(|at| now.saturating_duration_since(at) < TOMBSTONE);
+                !topic.peers.is_empty() || topic.pending.is_some() || recent
             });
         }
         (changes, silent)
@@ -305,5 +316,87 @@ mod tests {
             remote.presence(1, seq as u64 + 1, &topic, &key(name), Some(since()), now);
         }
         assert_eq!(remote.forget_topic(&topic).len(), 2);
+    }
+
+    mod reordering {
+        use std::collections::BTreeSet;
+
+        use proptest::{collection::vec, prelude::*, sample::Index};
+
+        use super::*;
+
+        /// What one server does with its peers in one topic.
+        #[derive(Debug, Clone)]
+        enum Op {
+            Join(u8),
+            Leave(u8),
+            Snapshot,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![(0u8..6).prop_map(Op::Join), (0u8..6).prop_map(Op::Leave), Just(Op::Snapshot)]
+        }
+
+        /// A message as the server would publish it.
+        #[derive(Debug, Clone)]
+        enum Published {
+            Presence(u8, bool),
+            Snapshot(BTreeSet<u8>),
+        }
+
+        proptest! {
+            /// However NATS reorders one server's presence changes and snapshots, and whichever of
+            /// them it loses, once a snapshot taken after the last change has arrived (as a
+            /// resynchronisation sends) the receiver holds exactly the members the server holds.
+            #[test]
+            fn reordered_and_lost_news_ends_in_the_senders_state_after_a_snapshot(
+                ops in vec(op(), 1..40),
+                order in vec((any::<Index>(), any::<bool>()), 41),
+            ) {
+                let mut members = BTreeSet::new();
+                let mut published = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Join(peer) => if members.insert(peer) { published.push(Published::Presence(peer, true)) },
+                        Op::Leave(peer) => if members.remove(&peer) { published.push(Published::Presence(peer, false)) },
+                        Op::Snapshot => published.push(Published::Snapshot(members.clone())),
+                    }
+                }
+                published.push(Published::Snapshot(members.clone()));
+                let last = published.len() as u64;
+                let mut pending: Vec<(u64, Published)> =
+                    published.into_iter().enumerate().map(|(seq, message)| (seq as u64 + 1, message)).collect();
+                let now = Instant::now();
+                let mut remote = Remote::new(SECOND, 100, 10);
+                remote.heard(7, now);
+                let topic = key("t");
+                let peer = |index: u8| Key::from(vec![index]);
+                let mut held: BTreeSet<u8> = BTreeSet::new();
+                let mut choices = order.into_iter();
+                while !pending.is_empty() {
+                    let (at, lost) =
+                        choices.next().map_or((0, false), |(choice, lost)| (choice.index(pending.len()), lost));
+                    let (seq, message) = pending.remove(at);
+                    if lost && seq != last {
+                        continue;
+                    }
+                    let changes = match message {
+                        Published::Presence(index, present) => {
+                            remote.presence(7, seq, &topic, &peer(index), present.then(since), now)
+                        }
+                        Published::Snapshot(set) => {
+                            remote.snapshot(7, seq, &topic, set.iter().map(|index| (peer(*index), since())), true, now)
+                        }
+                    };
+                    for change in changes {
+                        match change {
+                            Change::Present { peer, .. } => held.insert(peer[0]),
+                            Change::Absent { peer, .. } => held.remove(&peer[0]),
+                        };
+                    }
+                }
+                prop_assert_eq!(held, members);
+            }
+        }
     }
 }
