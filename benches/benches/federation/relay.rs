@@ -22,7 +22,7 @@ use mesh_benches::{
 
 const LAYOUT: Layout = Layout { clients: 1_000, group: 10 };
 /// Offered rates, messages per second over the whole fleet.
-const RATES: &[f64] = &[5_000.0, 10_000.0, 20_000.0, 40_000.0, 60_000.0];
+const RATES: &[f64] = &[5_000.0, 10_000.0, 20_000.0, 40_000.0, 60_000.0, 80_000.0, 100_000.0, 120_000.0];
 /// Time at each rate before measuring, and measuring.
 const SETTLE: Duration = Duration::from_millis(700);
 const MEASURE: Duration = Duration::from_millis(2_000);

@@ -36,6 +36,8 @@ use crate::{
 
 /// Members per snapshot part, well under NATS's default 1 MiB payload limit.
 const SNAPSHOT_PART: usize = 1_000;
+/// Messages taken from the relay queue at once.
+const RELAY_BATCH: usize = 256;
 /// Topics per query.
 const QUERY_TOPICS: usize = 1_000;
 /// The longest a publish may wait for room in the NATS client's queue.
@@ -140,6 +142,7 @@ pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: Canc
     let mut ticks = tokio::time::interval(config.heartbeat);
     let mut seen = *health.borrow();
     let outbox = link.outbox.clone();
+    let mut batch = Vec::with_capacity(RELAY_BATCH);
     loop {
         tokio::select! {
             () = aborted.cancelled() => return,
@@ -150,7 +153,14 @@ pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: Canc
                 seen = now;
             }
             dirty = outbox.changes() => link.reconcile(dirty).await,
-            Some((peer, message)) = relays.recv() => link.relay(peer, message).await,
+            taken = relays.recv_many(&mut batch, RELAY_BATCH) => {
+                if taken == 0 {
+                    break;
+                }
+                for (peer, message) in batch.drain(..) {
+                    link.relay(peer, message).await;
+                }
+            }
             Some((source, message)) = link.incoming.next() => link.receive(source, message.payload).await,
             _ = ticks.tick() => link.tick().await,
         }
@@ -447,5 +457,11 @@ fn key(bytes: Vec<u8>) -> Option<Key> {
 /// The subject token for a key: the first 16 bytes of its BLAKE3 hash in hex, so any key bytes
 /// make a valid subject of fixed length.
 fn hash(key: &[u8]) -> String {
-    blake3::hash(key).as_bytes()[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut token = String::with_capacity(32);
+    for byte in &blake3::hash(key).as_bytes()[..16] {
+        token.push(char::from(HEX[usize::from(byte >> 4)]));
+        token.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    token
 }
