@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     AuthPolicy, Limits, RateLimit, Stats,
-    hub::{Endpoint, Hub, Outbound},
+    federation::{Inbound, Outbox},
+    hub::{Endpoint, Hub, Key, Outbound},
     mailbox::Mailbox,
     metrics::Metrics,
     session::{AUTHENTICATE, CHALLENGE, JOIN, RECEIVE_MESSAGES, SEND_MESSAGE, Session},
@@ -32,6 +33,8 @@ use crate::{
 
 /// The host name sessions of a harness believe they were reached at.
 const HOST: &str = "signal.invalid";
+/// A federated harness's own server id.
+pub const SERVER: u64 = 0x5e1f;
 
 /// How much one session holds, with the caps it must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +77,17 @@ struct Connection {
     mailbox: Arc<Mailbox>,
 }
 
+/// The federation's receiving side of a federated harness.
+struct Federated {
+    inbound: Inbound,
+    outbox: Arc<Outbox>,
+    relays: mpsc::Receiver<(Key, bytes::Bytes)>,
+}
+
 /// Several connections' sessions on one hub, on a clock the caller advances.
 pub struct Harness {
-    hub: Hub,
+    hub: Arc<Hub>,
+    federated: Option<Federated>,
     metrics: Arc<Metrics>,
     policy: AuthPolicy,
     limits: Limits,
@@ -90,9 +101,34 @@ pub struct Harness {
 impl Harness {
     /// `connections` connections (at least one) under `policy` and `limits`.
     pub fn new(connections: usize, policy: AuthPolicy, limits: Limits) -> Self {
+        Self::build(connections, policy, limits, false)
+    }
+
+    /// Like [`Harness::new`], with the hub federated: what other servers say arrives through
+    /// [`Harness::from_server`], as the federation task hands it over.
+    pub fn federated(connections: usize, policy: AuthPolicy, limits: Limits) -> Self {
+        Self::build(connections, policy, limits, true)
+    }
+
+    fn build(connections: usize, policy: AuthPolicy, limits: Limits, federated: bool) -> Self {
         let metrics = Arc::new(Metrics::new());
+        let outbox = federated.then(|| Outbox::new(Duration::from_millis(500), metrics.clone()));
+        let hub =
+            Arc::new(Hub::new(metrics.clone(), &limits, outbox.as_ref().map(|(outbox, _)| outbox.clone())));
+        let federated = outbox.map(|(outbox, relays)| {
+            let inbound = Inbound::new(
+                SERVER,
+                hub.clone(),
+                outbox.clone(),
+                metrics.clone(),
+                Duration::from_secs(3),
+                limits.max_topic_members,
+            );
+            Federated { inbound, outbox, relays }
+        });
         let mut harness = Self {
-            hub: Hub::new(metrics.clone(), &limits, None),
+            hub,
+            federated,
             metrics,
             policy,
             limits,
@@ -149,6 +185,33 @@ impl Harness {
             frames.extend(connection.session.outbound(outbound));
         }
         Handled::Frames(frames)
+    }
+
+    /// One NATS message from another server: `peer` is the peer whose subject it came on (a
+    /// directed message), or `None` for a topic's, a server's or the heartbeat subject. A harness
+    /// that is not federated ignores it.
+    pub fn from_server(&mut self, payload: &[u8], peer: Option<&[u8]>) {
+        let now = self.start + self.elapsed;
+        let Some(federated) = &mut self.federated else { return };
+        let hub = &self.hub;
+        let peer = peer.map(Key::copy_from_slice);
+        let local = |topic: &Key| !hub.local_members(topic).is_empty();
+        federated.inbound.receive(bytes::Bytes::copy_from_slice(payload), peer.as_ref(), local, now);
+    }
+
+    /// Does what the federation task does between messages: gives up servers silent past their
+    /// timeout (on the harness's clock), forgets what other servers said of topics without local
+    /// members, and drops the messages queued for other servers.
+    pub fn settle_federation(&mut self) {
+        let now = self.start + self.elapsed;
+        let Some(federated) = &mut self.federated else { return };
+        federated.inbound.expire(now);
+        for topic in federated.outbox.take_changes().topics {
+            if self.hub.local_members(&topic).is_empty() {
+                federated.inbound.forget_topic(&topic);
+            }
+        }
+        while federated.relays.try_recv().is_ok() {}
     }
 
     /// Closes connection `conn` as a client hanging up would, and opens a fresh one in its place.

@@ -26,8 +26,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     Federation, Outbox, ServerId,
+    inbound::{Inbound, QUERY_TOPICS},
     outbox::Dirty,
-    remote::{Change, Remote},
 };
 use crate::{
     hub::{Hub, Key},
@@ -38,14 +38,8 @@ use crate::{
 const SNAPSHOT_PART: usize = 1_000;
 /// Messages taken from the relay queue at once.
 const RELAY_BATCH: usize = 256;
-/// Topics per query.
-const QUERY_TOPICS: usize = 1_000;
 /// The longest a publish may wait for room in the NATS client's queue.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
-/// The most other servers one server keeps track of.
-const MAX_SERVERS: usize = 1_024;
-/// The longest topic or peer key taken from another server.
-const MAX_KEY: usize = 1_024;
 
 /// Which subscription a NATS message came through.
 #[derive(Debug, Clone)]
@@ -84,7 +78,7 @@ struct Link {
     metrics: Arc<Metrics>,
     seq: u64,
     connected: bool,
-    remote: Remote,
+    inbound: Inbound,
     /// What this server last told the others its local members are, per topic.
     announced: HashMap<Key, HashMap<Key, Timestamp>>,
     topics: HashMap<Key, AbortHandle>,
@@ -121,6 +115,8 @@ pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: Canc
         }
     };
     info!(server = %format!("{id:016x}"), urls = ?config.urls, "federating through NATS");
+    let inbound =
+        Inbound::new(id, hub.clone(), outbox.clone(), metrics.clone(), config.server_timeout, max_members);
     let mut link = Link {
         id,
         prefix: config.prefix.clone(),
@@ -130,7 +126,7 @@ pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: Canc
         metrics,
         seq: 0,
         connected: false,
-        remote: Remote::new(config.server_timeout, max_members, MAX_SERVERS),
+        inbound,
         announced: HashMap::new(),
         topics: HashMap::new(),
         peers: HashMap::new(),
@@ -240,8 +236,7 @@ impl Link {
                 if let Some(subscription) = self.topics.remove(&topic) {
                     subscription.abort();
                 }
-                let forgotten = self.remote.forget_topic(&topic);
-                self.apply(forgotten);
+                self.inbound.forget_topic(&topic);
                 continue;
             }
             self.announced.insert(topic.clone(), local);
@@ -273,103 +268,33 @@ impl Link {
         }
     }
 
-    /// Takes one message from NATS.
+    /// Takes one message from NATS, and does what it asks.
     async fn receive(&mut self, source: Source, payload: Bytes) {
-        let Ok(envelope) = wire::Federation::decode(payload) else {
-            self.metrics.federation_rejected.inc();
-            return;
+        let peer = match &source {
+            Source::Peer(peer) => Some(peer),
+            Source::Shared => None,
         };
-        let (server, seq) = (envelope.server, envelope.seq);
-        if server == self.id {
-            return;
-        }
-        self.metrics.federation_received.inc();
-        let now = Instant::now();
-        if self.remote.heard(server, now) {
-            info!(server = %format!("{server:016x}"), "a federated server appeared: asking for its members");
-            self.metrics.federation_servers.set(self.remote.servers() as i64);
+        let announced = &self.announced;
+        let asks = self.inbound.receive(payload, peer, |topic| announced.contains_key(topic), Instant::now());
+        if let Some(server) = asks.query {
             let topics: Vec<Vec<u8>> = self.announced.keys().map(|topic| topic.to_vec()).collect();
             for chunk in topics.chunks(QUERY_TOPICS) {
                 let query = Body::Query(wire::Query { topics: chunk.to_vec() });
                 self.publish(self.server_subject(server), query).await;
             }
         }
-        let changes = match envelope.body {
-            None | Some(Body::Heartbeat(_)) => Vec::new(),
-            Some(Body::Goodbye(_)) => {
-                info!(server = %format!("{server:016x}"), "a federated server left");
-                let changes = self.remote.gone(server);
-                self.metrics.federation_servers.set(self.remote.servers() as i64);
-                changes
+        if let Some((server, topics)) = asks.snapshots {
+            let subject = self.server_subject(server);
+            for topic in topics {
+                self.publish_snapshot(subject.clone(), &topic).await;
             }
-            Some(Body::Presence(presence)) => {
-                let (Some(topic), Some(peer)) = (key(presence.topic), key(presence.peer)) else {
-                    self.metrics.federation_rejected.inc();
-                    return;
-                };
-                // News of topics without local members is nobody's business here, and keeping it
-                // would let another server fill this one's memory.
-                if !self.announced.contains_key(&topic) {
-                    return;
-                }
-                let since = presence.present.then(|| presence.since.unwrap_or_default());
-                self.remote.presence(server, seq, &topic, &peer, since, now)
-            }
-            Some(Body::Snapshot(snapshot)) => {
-                let Some(topic) = key(snapshot.topic) else {
-                    self.metrics.federation_rejected.inc();
-                    return;
-                };
-                if !self.announced.contains_key(&topic) {
-                    return;
-                }
-                let members = snapshot
-                    .members
-                    .into_iter()
-                    .filter_map(|member| Some((key(member.peer)?, member.since.unwrap_or_default())));
-                self.remote.snapshot(server, seq, &topic, members, snapshot.last, now)
-            }
-            Some(Body::Query(query)) => {
-                let subject = self.server_subject(server);
-                for topic in query.topics.into_iter().take(QUERY_TOPICS).filter_map(key) {
-                    if self.announced.contains_key(&topic) {
-                        self.publish_snapshot(subject.clone(), &topic).await;
-                    }
-                }
-                Vec::new()
-            }
-            Some(Body::Relay(relay)) => {
-                let Source::Peer(peer) = source else { return };
-                let message = Bytes::from(relay.message);
-                if self.outbox.first_sighting(&message, Instant::now()) {
-                    self.hub.deliver(&peer, &message);
-                }
-                Vec::new()
-            }
-        };
-        self.apply(changes);
+        }
     }
 
     /// Says this server is alive, and gives up the servers that went silent.
     async fn tick(&mut self) {
         self.publish(self.heartbeat_subject(), Body::Heartbeat(wire::Heartbeat {})).await;
-        let (changes, silent) = self.remote.expire(Instant::now());
-        for server in &silent {
-            warn!(server = %format!("{server:016x}"), "a federated server went silent: its peers are gone");
-        }
-        self.apply(changes);
-        self.metrics.federation_servers.set(self.remote.servers() as i64);
-    }
-
-    fn apply(&self, changes: Vec<Change>) {
-        for change in changes {
-            match change {
-                Change::Present { topic, peer, server, since } => {
-                    self.hub.remote_present(&topic, &peer, server, since)
-                }
-                Change::Absent { topic, peer, server } => self.hub.remote_absent(&topic, &peer, server),
-            }
-        }
+        self.inbound.expire(Instant::now());
     }
 
     async fn publish_presence(&mut self, subject: String, topic: &Key, peer: &Key, since: Option<Timestamp>) {
@@ -447,11 +372,6 @@ impl Link {
             }
         }
     }
-}
-
-/// A key from another server, if it is one a client could have used.
-fn key(bytes: Vec<u8>) -> Option<Key> {
-    (!bytes.is_empty() && bytes.len() <= MAX_KEY).then(|| Key::from(bytes))
 }
 
 /// The subject token for a key: the first 16 bytes of its BLAKE3 hash in hex, so any key bytes

@@ -9,10 +9,12 @@
 
 use std::time::Duration;
 
+mod inbound;
 mod link;
 mod outbox;
 mod remote;
 
+pub(crate) use inbound::Inbound;
 pub(crate) use link::{Parts, run};
 pub(crate) use outbox::Outbox;
 

@@ -110,12 +110,17 @@ impl Outbox {
     /// Waits until a topic or inbox changed, and takes what changed.
     pub(crate) async fn changes(&self) -> Dirty {
         loop {
-            let dirty = mem::take(&mut *lock(&self.dirty));
+            let dirty = self.take_changes();
             if !dirty.topics.is_empty() || !dirty.inboxes.is_empty() {
                 return dirty;
             }
             self.wake.notified().await;
         }
+    }
+
+    /// Takes what changed, if anything.
+    pub(crate) fn take_changes(&self) -> Dirty {
+        mem::take(&mut *lock(&self.dirty))
     }
 }
 
