@@ -36,6 +36,8 @@ use crate::{
 
 /// Members per snapshot part, well under NATS's default 1 MiB payload limit.
 const SNAPSHOT_PART: usize = 1_000;
+/// How many times per heartbeat interval silent servers are looked for.
+const SWEEPS_PER_HEARTBEAT: u32 = 4;
 /// Messages taken from the relay queue at once.
 const RELAY_BATCH: usize = 256;
 /// The longest a publish may wait for room in the NATS client's queue.
@@ -135,7 +137,10 @@ pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: Canc
     for subject in [link.heartbeat_subject(), link.server_subject(id)] {
         link.subscribe(subject, Source::Shared).await;
     }
-    let mut ticks = tokio::time::interval(config.heartbeat);
+    let mut heartbeats = tokio::time::interval(config.heartbeat);
+    // Silence is checked more often than heartbeats come, so a dead server is given up soon
+    // after its timeout rather than up to a heartbeat later.
+    let mut sweeps = tokio::time::interval(config.heartbeat / SWEEPS_PER_HEARTBEAT);
     let mut seen = *health.borrow();
     let outbox = link.outbox.clone();
     let mut batch = Vec::with_capacity(RELAY_BATCH);
@@ -158,7 +163,8 @@ pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: Canc
                 }
             }
             Some((source, message)) = link.incoming.next() => link.receive(source, message.payload).await,
-            _ = ticks.tick() => link.tick().await,
+            _ = heartbeats.tick() => link.heartbeat().await,
+            _ = sweeps.tick() => link.inbound.expire(Instant::now()),
         }
     }
     let goodbye = link.publish(link.heartbeat_subject(), Body::Goodbye(wire::Goodbye {})).await;
@@ -291,10 +297,9 @@ impl Link {
         }
     }
 
-    /// Says this server is alive, and gives up the servers that went silent.
-    async fn tick(&mut self) {
+    /// Says this server is alive.
+    async fn heartbeat(&mut self) {
         self.publish(self.heartbeat_subject(), Body::Heartbeat(wire::Heartbeat {})).await;
-        self.inbound.expire(Instant::now());
     }
 
     async fn publish_presence(&mut self, subject: String, topic: &Key, peer: &Key, since: Option<Timestamp>) {

@@ -14,6 +14,7 @@ mod link;
 mod outbox;
 mod remote;
 
+#[cfg(feature = "fuzzing")]
 pub(crate) use inbound::Inbound;
 pub(crate) use link::{Parts, run};
 pub(crate) use outbox::Outbox;
@@ -32,8 +33,9 @@ pub struct Federation {
     pub prefix: String,
     /// How often this server says it is alive.
     pub heartbeat: Duration,
-    /// A server not heard from for this long is gone, with every peer it held. Heartbeat plus
-    /// timeout is how long a dead server's peers linger elsewhere (4 s by default).
+    /// A server not heard from for this long is gone, with every peer it held. This plus a
+    /// quarter of the heartbeat is how long a dead server's peers linger elsewhere (3.25 s by
+    /// default).
     pub server_timeout: Duration,
     /// How long a relayed message is remembered so that copies of it (a client sending through
     /// several servers) are dropped. Keep it under the messengers' resend delay (1 s for DXOS's
