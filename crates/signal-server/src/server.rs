@@ -107,6 +107,8 @@ pub struct Server {
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The federation task, when federated: [`Server::abort`] kills it first, as a crash would.
+    federation: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -150,12 +152,13 @@ impl Server {
         });
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let server = Self {
+        let mut server = Self {
             local_addr,
             tls: tls.is_some(),
             shared: shared.clone(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
+            federation: None,
         };
         if let Some((config, outbox, relays)) = federation {
             let parts = federation::Parts {
@@ -166,7 +169,7 @@ impl Server {
                 metrics: shared.metrics.clone(),
                 max_members,
             };
-            tracker.spawn(federation::run(parts, shutdown.clone(), shared.aborted.clone()));
+            server.federation = Some(tracker.spawn(federation::run(parts, shutdown.clone())));
         }
         tracker.spawn(accept_loop(listener, tls, shared, shutdown, tracker.clone()));
         info!(addr = %local_addr, "signal server listening");
@@ -212,7 +215,13 @@ impl Server {
 impl Server {
     /// Stops at once, as if the process died: every socket is closed without a WebSocket close
     /// frame, so clients see their connection drop. For tests of client recovery.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
+        // A federated server goes silent before its clients drop, so the others learn of the
+        // crash only from its silence.
+        if let Some(federation) = self.federation.take() {
+            federation.abort();
+            let _ = federation.await;
+        }
         self.shared.aborted.cancel();
         self.shutdown.cancel();
         self.tracker.close();

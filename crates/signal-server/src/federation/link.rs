@@ -88,9 +88,9 @@ struct Link {
     incoming: SelectAll<BoxStream<'static, (Source, async_nats::Message)>>,
 }
 
-/// Runs the federation until `shutdown`, then says goodbye; or until `aborted`, leaving without a
-/// word, as a server that dies does.
-pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: CancellationToken) {
+/// Runs the federation until `shutdown`, then says goodbye (aborting the task leaves without a
+/// word, as a server that dies does).
+pub(crate) async fn run(parts: Parts, shutdown: CancellationToken) {
     let Parts { config, hub, outbox, mut relays, metrics, max_members } = parts;
     let id: ServerId = rand::random();
     let (health_tx, mut health) = watch::channel(Health::default());
@@ -146,7 +146,6 @@ pub(crate) async fn run(parts: Parts, shutdown: CancellationToken, aborted: Canc
     let mut batch = Vec::with_capacity(RELAY_BATCH);
     loop {
         tokio::select! {
-            () = aborted.cancelled() => return,
             () = shutdown.cancelled() => break,
             Ok(()) = health.changed() => {
                 let now = *health.borrow_and_update();
