@@ -8,7 +8,7 @@ mod common;
 #[path = "../../signal/tests/common/nats.rs"]
 mod nats;
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Client;
@@ -17,7 +17,7 @@ use mesh_swarm::{NetworkManager, SwarmConfig, SwarmHandle, topology::FullyConnec
 use mesh_transport::tcp::TcpTransportFactory;
 use tokio::sync::mpsc;
 
-use common::{DxosPeer, wait_heard};
+use common::{DxosPeer, wait_whole};
 
 async fn rust_peer(
     url: &str,
@@ -39,15 +39,6 @@ async fn rust_peer(
     (key, swarm)
 }
 
-/// Waits until `peer` heard hellos from all of `from`, in any order.
-async fn wait_hellos(peer: &mut DxosPeer, from: &[PublicKey]) {
-    let mut missing: BTreeSet<String> = from.iter().map(PublicKey::to_hex).collect();
-    while !missing.is_empty() {
-        let event = peer.wait(|e| e["event"] == "hello").await;
-        missing.remove(event["from"].as_str().unwrap());
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dxos_and_mesh_peers_on_two_federated_servers_form_one_swarm() {
     let nats = nats::NatsCluster::start(1).await;
@@ -64,18 +55,7 @@ async fn dxos_and_mesh_peers_on_two_federated_servers_form_one_swarm() {
     let mut dxos_b = DxosPeer::spawn("dxos-swarm-peer.mjs", &second, topic).await;
     let (rust_a, _swarm_a) = rust_peer(&first, topic, &heard_tx).await;
     let (rust_b, _swarm_b) = rust_peer(&second, topic, &heard_tx).await;
-    let all = [dxos_a.key, dxos_b.key, rust_a, rust_b];
-    let others = |me: PublicKey| all.iter().copied().filter(|k| *k != me).collect::<Vec<_>>();
-
-    let expected: Vec<(PublicKey, PublicKey)> = [rust_a, rust_b]
-        .into_iter()
-        .flat_map(|me| others(me).into_iter().map(move |from| (me, from)))
-        .collect();
-    wait_heard(&mut heard, &expected).await;
-    let from = others(dxos_a.key);
-    wait_hellos(&mut dxos_a, &from).await;
-    let from = others(dxos_b.key);
-    wait_hellos(&mut dxos_b, &from).await;
+    wait_whole(&mut heard, &[rust_a, rust_b], &mut [&mut dxos_a, &mut dxos_b]).await;
     for server in &servers {
         assert!(server.stats().federation_received > 0, "signalling crossed between the servers");
     }

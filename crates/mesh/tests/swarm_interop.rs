@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use mesh_keys::{DiscoveryKey, Keypair, PublicKey};
 use mesh_signal::Client;
@@ -19,7 +16,7 @@ use mesh_transport::{
 };
 use tokio::sync::mpsc;
 
-use common::{DxosPeer, wait_heard};
+use common::{DxosPeer, wait_heard, wait_whole};
 
 struct RustPeer {
     key: PublicKey,
@@ -52,15 +49,6 @@ async fn rust_peer(
     RustPeer { key, swarm, links }
 }
 
-/// Waits until `peer` heard hellos from all of `from`, in any order.
-async fn wait_hellos(peer: &mut DxosPeer, from: &[PublicKey]) {
-    let mut missing: BTreeSet<String> = from.iter().map(PublicKey::to_hex).collect();
-    while !missing.is_empty() {
-        let event = peer.wait(|e| e["event"] == "hello").await;
-        missing.remove(event["from"].as_str().unwrap());
-    }
-}
-
 #[tokio::test]
 async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns() {
     let server = mesh_signal_server::Server::start(mesh_signal_server::Config::default()).await.unwrap();
@@ -77,15 +65,7 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
     let others = |me: PublicKey| all.iter().copied().filter(|k| *k != me).collect::<Vec<_>>();
 
     // Everyone hears everyone through the extension: three connections each.
-    let expected: Vec<(PublicKey, PublicKey)> = [rust_a.key, rust_b.key]
-        .into_iter()
-        .flat_map(|me| others(me).into_iter().map(move |from| (me, from)))
-        .collect();
-    wait_heard(&mut heard, &expected).await;
-    let from = others(dxos_a.key);
-    wait_hellos(&mut dxos_a, &from).await;
-    let from = others(dxos_b.key);
-    wait_hellos(&mut dxos_b, &from).await;
+    wait_whole(&mut heard, &[rust_a.key, rust_b.key], &mut [&mut dxos_a, &mut dxos_b]).await;
 
     // A mesh peer stops: the others drop it.
     let returning = rust_b.key;
@@ -102,8 +82,8 @@ async fn dxos_and_mesh_peers_form_one_swarm_and_heal_after_a_mesh_peer_returns()
         .chain([(rust_a.key, rust_b.key)])
         .collect();
     wait_heard(&mut heard, &back).await;
-    wait_hellos(&mut dxos_a, &[rust_b.key]).await;
-    wait_hellos(&mut dxos_b, &[rust_b.key]).await;
+    dxos_a.wait_hellos(&[rust_b.key]).await;
+    dxos_b.wait_hellos(&[rust_b.key]).await;
 
     // The mesh peers exchanged link nonces with each other (so their link was authenticated),
     // and the DXOS peers, which skip the extension fields, sent none: their links stayed plain.

@@ -65,6 +65,15 @@ impl DxosPeer {
     }
 
     /// Writes one command line.
+    /// Waits until this peer heard hellos from all of `from`, in any order.
+    pub async fn wait_hellos(&mut self, from: &[PublicKey]) {
+        let mut missing: std::collections::BTreeSet<String> = from.iter().map(PublicKey::to_hex).collect();
+        while !missing.is_empty() {
+            let event = self.wait(|e| e["event"] == "hello").await;
+            missing.remove(event["from"].as_str().unwrap());
+        }
+    }
+
     pub async fn command(&mut self, line: &str) {
         self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
         self.stdin.flush().await.unwrap();
@@ -86,6 +95,24 @@ pub async fn wait_heard(
     })
     .await
     .unwrap_or_else(|_| panic!("hellos never heard: {missing:?}"));
+}
+
+/// Waits until the swarm of `rust` (mesh peers reporting to `heard`) and `dxos` is whole: every
+/// peer heard a hello from every other.
+pub async fn wait_whole(
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<(PublicKey, PublicKey)>,
+    rust: &[PublicKey],
+    dxos: &mut [&mut DxosPeer],
+) {
+    let all: Vec<PublicKey> = rust.iter().copied().chain(dxos.iter().map(|peer| peer.key)).collect();
+    let others = |me: PublicKey| all.iter().copied().filter(|key| *key != me).collect::<Vec<_>>();
+    let expected: Vec<(PublicKey, PublicKey)> =
+        rust.iter().flat_map(|me| others(*me).into_iter().map(move |from| (*me, from))).collect();
+    wait_heard(heard, &expected).await;
+    for peer in dxos {
+        let from = others(peer.key);
+        peer.wait_hellos(&from).await;
+    }
 }
 
 /// Teleport with the `hello` test extension on every connection, reporting (local, remote) to
