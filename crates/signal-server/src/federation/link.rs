@@ -60,7 +60,7 @@ struct Health {
     losses: u64,
 }
 
-/// What the federation task needs in a federation, from the server.
+/// What the federation task takes from the server.
 pub(crate) struct Parts {
     pub(crate) config: Federation,
     pub(crate) hub: Arc<Hub>,
