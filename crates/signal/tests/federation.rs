@@ -262,14 +262,13 @@ async fn a_message_sent_through_two_servers_reaches_a_third_servers_client_once(
     let federated = Federated::start_with(3, |federation| federation.with_duplicate_window(PATIENCE)).await;
     let topic = topic();
     // The sender uses servers 0 and 1, and sends through both; the recipient is on server 2.
-    let sender = RustPeer::join(&[federated.url(0), federated.url(1)], topic).await;
+    let mut sender = RustPeer::join(&[federated.url(0), federated.url(1)], topic).await;
     let recipient = peer();
     let client = mesh_signal::Client::connect(federated.url(2)).expect("valid URL");
     let mut events = client.events();
     client.subscribe(recipient).await.expect("inbox opens");
     client.join(topic, recipient).await.expect("joins");
-    let mut sender_events = sender.events.resubscribe();
-    wait_available(&mut sender_events, topic, recipient).await;
+    wait_available(&mut sender.events, topic, recipient).await;
 
     sender.manager.send(message(sender.key, recipient, "once")).await.expect("sent");
     wait_message(&mut events, recipient).await;
