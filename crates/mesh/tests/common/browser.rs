@@ -66,10 +66,11 @@ impl Browser {
         if let Some(index) = self.unclaimed.iter().position(&mut pick) {
             return self.unclaimed.remove(index);
         }
-        tokio::time::timeout(PATIENCE, async {
+        let unclaimed = &mut self.unclaimed;
+        let stdout = &mut self.stdout;
+        let found = tokio::time::timeout(PATIENCE, async {
             loop {
-                let line = self
-                    .stdout
+                let line = stdout
                     .next_line()
                     .await
                     .unwrap()
@@ -79,11 +80,14 @@ impl Browser {
                 if pick(&event) {
                     return event;
                 }
-                self.unclaimed.push(event);
+                unclaimed.push(event);
             }
         })
-        .await
-        .expect("expected event from the browser")
+        .await;
+        // What the browser said meanwhile tells which peer or step stalled.
+        found.unwrap_or_else(|_| {
+            panic!("the expected event from the browser never came; meanwhile: {:?}", self.unclaimed)
+        })
     }
 
     /// Waits until tab `tab` heard hellos from all of `from`, in any order.
