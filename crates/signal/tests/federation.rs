@@ -11,10 +11,8 @@ use std::{
 
 use common::{dxos::DxosPeer, nats::NatsCluster, *};
 use mesh_keys::{DiscoveryKey, PublicKey};
-use mesh_proto::Any;
-use mesh_signal::{Event, Manager, Messenger, Signal, SignalMessage};
+use mesh_signal::{Event, Manager, Signal};
 use mesh_signal_server::{Config, Federation, Server};
-use tokio::sync::{broadcast, mpsc};
 
 /// How long a dead server's peers may linger on the others.
 const GHOST_LIMIT: Duration = Duration::from_secs(5);
@@ -82,47 +80,16 @@ async fn eventually(mut done: impl FnMut() -> bool) {
     .expect("the servers settled in time");
 }
 
-/// A Rust peer using one or several servers: a manager, a messenger on its inbox, one topic.
-struct RustPeer {
-    key: PublicKey,
-    events: broadcast::Receiver<Event>,
-    messenger: Messenger,
-    inbox: mpsc::Receiver<SignalMessage>,
-    manager: Manager,
+/// A Rust peer on the servers at `urls` (several through a manager, which joins and sends
+/// through each), in `topic`.
+async fn rust_peer(urls: &[String], topic: DiscoveryKey) -> RustPeer {
+    let manager = Manager::connect(urls.iter().cloned()).expect("valid URLs");
+    RustPeer::join_through(Arc::new(manager), peer(), topic).await
 }
 
-impl RustPeer {
-    async fn join(urls: &[String], topic: DiscoveryKey) -> Self {
-        let key = peer();
-        let manager = Manager::connect(urls.iter().cloned()).expect("valid URLs");
-        let events = manager.events();
-        let messenger = Messenger::new(Arc::new(manager.clone()));
-        let inbox = messenger.listen(key, None).await.expect("inbox opens");
-        manager.join(topic, key).await.expect("join recorded");
-        Self { key, events, messenger, inbox, manager }
-    }
-
-    async fn send(&self, to: PublicKey, text: &str) {
-        let payload = Any { type_url: "mesh.test.Text".into(), value: text.as_bytes().to_vec() };
-        self.messenger.send(self.key, to, payload).await.expect("the recipient acknowledged");
-    }
-
-    async fn receive(&mut self, text: &str) {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let message = self.inbox.recv().await.expect("inbox open");
-                if message.payload.value == text.as_bytes() {
-                    return;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{text:?} never arrived"));
-    }
-
-    async fn sees(&mut self, topic: DiscoveryKey, peers: impl IntoIterator<Item = PublicKey>) {
-        wait_all_available(&mut self.events, topic, peers).await;
-    }
+/// Waits for `peer`'s next message and checks it is `text`.
+async fn receives(peer: &mut RustPeer, text: &str) {
+    assert_eq!(peer.receive().await.payload.value, text.as_bytes(), "the next message is {text:?}");
 }
 
 /// Waits until the DXOS peer was told of every one of `peers`, in any order.
@@ -145,7 +112,7 @@ async fn rust_and_dxos_clients_on_three_servers_see_every_member_and_exchange_me
     let mut rust = Vec::new();
     let mut dxos = Vec::new();
     for index in 0..3 {
-        rust.push(RustPeer::join(&[federated.url(index)], topic).await);
+        rust.push(rust_peer(&[federated.url(index)], topic).await);
         let mut peer = DxosPeer::spawn(&[federated.url(index)]).await;
         peer.join(topic).await;
         dxos.push(peer);
@@ -154,7 +121,7 @@ async fn rust_and_dxos_clients_on_three_servers_see_every_member_and_exchange_me
         rust.iter().map(|peer| peer.key).chain(dxos.iter().map(|peer| peer.key)).collect();
     for peer in &mut rust {
         let me = peer.key;
-        peer.sees(topic, everyone.iter().copied().filter(|key| *key != me)).await;
+        wait_all_available(&mut peer.events, topic, everyone.iter().copied().filter(|key| *key != me)).await;
     }
     for peer in &mut dxos {
         let me = peer.key;
@@ -162,11 +129,11 @@ async fn rust_and_dxos_clients_on_three_servers_see_every_member_and_exchange_me
     }
     // Each message crosses servers: Rust to Rust, Rust to DXOS, DXOS to Rust, DXOS to DXOS.
     rust[0].send(rust[1].key, "rust 0 to rust 1").await;
-    rust[1].receive("rust 0 to rust 1").await;
+    receives(&mut rust[1], "rust 0 to rust 1").await;
     rust[1].send(dxos[2].key, "rust 1 to dxos 2").await;
     dxos[2].wait_message(rust[1].key, "rust 1 to dxos 2").await;
     dxos[0].send(rust[2].key, "dxos 0 to rust 2").await;
-    rust[2].receive("dxos 0 to rust 2").await;
+    receives(&mut rust[2], "dxos 0 to rust 2").await;
     dxos[0].wait_delivered("dxos 0 to rust 2").await;
     let (dxos_0, dxos_1) = (dxos[0].key, dxos[1].key);
     dxos[1].send(dxos_0, "dxos 1 to dxos 0").await;
@@ -179,14 +146,19 @@ async fn a_dead_servers_peers_leave_everywhere_within_5_s_and_its_clients_carry_
     let mut federated = Federated::start(3).await;
     let topic = topic();
     // Only on server 0, on servers 0 and 1, and the watchers on servers 1 and 2.
-    let only_there = RustPeer::join(&[federated.url(0)], topic).await;
-    let mut both = RustPeer::join(&[federated.url(0), federated.url(1)], topic).await;
+    let only_there = rust_peer(&[federated.url(0)], topic).await;
+    let mut both = rust_peer(&[federated.url(0), federated.url(1)], topic).await;
     let mut dxos_both = DxosPeer::spawn(&[federated.url(0), federated.url(1)]).await;
     dxos_both.join(topic).await;
-    let mut watcher = RustPeer::join(&[federated.url(2)], topic).await;
+    let mut watcher = rust_peer(&[federated.url(2)], topic).await;
     let mut dxos_watcher = DxosPeer::spawn(&[federated.url(1)]).await;
     dxos_watcher.join(topic).await;
-    watcher.sees(topic, [only_there.key, both.key, dxos_both.key, dxos_watcher.key]).await;
+    wait_all_available(
+        &mut watcher.events,
+        topic,
+        [only_there.key, both.key, dxos_both.key, dxos_watcher.key],
+    )
+    .await;
     dxos_sees(&mut dxos_watcher, topic, [only_there.key, both.key, dxos_both.key, watcher.key]).await;
 
     let killed = Instant::now();
@@ -203,25 +175,25 @@ async fn a_dead_servers_peers_leave_everywhere_within_5_s_and_its_clients_carry_
     // Those that listed server 1 too are still there, and still reachable.
     assert!(federated.server(2).stats().members >= 4, "the peers on server 1 stayed");
     watcher.send(both.key, "after the crash").await;
-    both.receive("after the crash").await;
+    receives(&mut both, "after the crash").await;
     dxos_both.send(watcher.key, "dxos after the crash").await;
     dxos_both.wait_delivered("dxos after the crash").await;
-    watcher.receive("dxos after the crash").await;
+    receives(&mut watcher, "dxos after the crash").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaying_goes_on_when_a_nats_node_dies() {
     let mut federated = Federated::start(3).await;
     let topic = topic();
-    let mut on_0 = RustPeer::join(&[federated.url(0)], topic).await;
-    let mut on_1 = RustPeer::join(&[federated.url(1)], topic).await;
-    on_0.sees(topic, [on_1.key]).await;
+    let mut on_0 = rust_peer(&[federated.url(0)], topic).await;
+    let mut on_1 = rust_peer(&[federated.url(1)], topic).await;
+    wait_all_available(&mut on_0.events, topic, [on_1.key]).await;
     // Server 0's node dies: its client moves to another node of the cluster.
     federated.nats.kill(0).await;
     on_1.send(on_0.key, "through another node").await;
-    on_0.receive("through another node").await;
+    receives(&mut on_0, "through another node").await;
     on_0.send(on_1.key, "and back").await;
-    on_1.receive("and back").await;
+    receives(&mut on_1, "and back").await;
     federated.wait_connected(2).await;
 }
 
@@ -229,11 +201,11 @@ async fn relaying_goes_on_when_a_nats_node_dies() {
 async fn without_nats_local_relaying_goes_on_and_the_federation_resumes_when_nats_returns() {
     let mut federated = Federated::start(3).await;
     let topic = topic();
-    let mut local_a = RustPeer::join(&[federated.url(0)], topic).await;
-    let mut local_b = RustPeer::join(&[federated.url(0)], topic).await;
-    let mut remote = RustPeer::join(&[federated.url(1)], topic).await;
-    local_a.sees(topic, [local_b.key, remote.key]).await;
-    remote.sees(topic, [local_a.key, local_b.key]).await;
+    let mut local_a = rust_peer(&[federated.url(0)], topic).await;
+    let mut local_b = rust_peer(&[federated.url(0)], topic).await;
+    let mut remote = rust_peer(&[federated.url(1)], topic).await;
+    wait_all_available(&mut local_a.events, topic, [local_b.key, remote.key]).await;
+    wait_all_available(&mut remote.events, topic, [local_a.key, local_b.key]).await;
     for node in 0..3 {
         federated.nats.kill(node).await;
     }
@@ -242,17 +214,17 @@ async fn without_nats_local_relaying_goes_on_and_the_federation_resumes_when_nat
     wait_left(&mut local_a.events, topic, remote.key).await;
     wait_left(&mut remote.events, topic, local_a.key).await;
     local_a.send(local_b.key, "while NATS is down").await;
-    local_b.receive("while NATS is down").await;
+    receives(&mut local_b, "while NATS is down").await;
     assert!(federated.server(0).metrics_text().contains("mesh_signal_federation_connected 0"));
 
     for node in 0..3 {
         federated.nats.restart(node).await;
     }
     federated.wait_connected(2).await;
-    local_a.sees(topic, [remote.key]).await;
-    remote.sees(topic, [local_a.key, local_b.key]).await;
+    wait_all_available(&mut local_a.events, topic, [remote.key]).await;
+    wait_all_available(&mut remote.events, topic, [local_a.key, local_b.key]).await;
     local_b.send(remote.key, "NATS is back").await;
-    remote.receive("NATS is back").await;
+    receives(&mut remote, "NATS is back").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +234,7 @@ async fn a_message_sent_through_two_servers_reaches_a_third_servers_client_once(
     let federated = Federated::start_with(3, |federation| federation.with_duplicate_window(PATIENCE)).await;
     let topic = topic();
     // The sender uses servers 0 and 1, and sends through both; the recipient is on server 2.
-    let mut sender = RustPeer::join(&[federated.url(0), federated.url(1)], topic).await;
+    let mut sender = rust_peer(&[federated.url(0), federated.url(1)], topic).await;
     let recipient = peer();
     let client = mesh_signal::Client::connect(federated.url(2)).expect("valid URL");
     let mut events = client.events();
@@ -270,11 +242,11 @@ async fn a_message_sent_through_two_servers_reaches_a_third_servers_client_once(
     client.join(topic, recipient).await.expect("joins");
     wait_available(&mut sender.events, topic, recipient).await;
 
-    sender.manager.send(message(sender.key, recipient, "once")).await.expect("sent");
+    sender.signal.send(message(sender.key, recipient, "once")).await.expect("sent");
     wait_message(&mut events, recipient).await;
     eventually(|| federated.server(2).stats().federation_duplicates == 1).await;
     // The copy was dropped at the server; a later message proves nothing else was on its way.
-    sender.manager.send(message(sender.key, recipient, "after")).await.expect("sent");
+    sender.signal.send(message(sender.key, recipient, "after")).await.expect("sent");
     let after = wait_message(&mut events, recipient).await;
     assert_eq!(after.payload.value, b"after", "the copy of the first message never reached the client");
 }
@@ -285,9 +257,9 @@ async fn a_server_shutting_down_says_goodbye_and_its_peers_leave_at_once() {
     let mut federated =
         Federated::start_with(2, |federation| federation.with_timing(Duration::from_secs(1), timeout)).await;
     let topic = topic();
-    let leaving = RustPeer::join(&[federated.url(0)], topic).await;
-    let mut watcher = RustPeer::join(&[federated.url(1)], topic).await;
-    watcher.sees(topic, [leaving.key]).await;
+    let leaving = rust_peer(&[federated.url(0)], topic).await;
+    let mut watcher = rust_peer(&[federated.url(1)], topic).await;
+    wait_all_available(&mut watcher.events, topic, [leaving.key]).await;
     let stopped = Instant::now();
     let server = federated.servers[0].take().expect("server running");
     server.shutdown(Duration::from_secs(5)).await;

@@ -123,25 +123,34 @@ pub async fn wait_all_available(
     .await
 }
 
-/// A Rust peer as an application runs one: a client, a messenger listening on its inbox, and a
-/// join to `topic`.
+/// A Rust peer as an application runs one: signaling (a client, or several servers' manager), a
+/// messenger listening on its inbox, and a join to `topic`.
 pub struct RustPeer {
     pub key: PublicKey,
-    pub client: mesh_signal::Client,
+    pub signal: std::sync::Arc<dyn Signal>,
     pub events: broadcast::Receiver<Event>,
     pub messenger: mesh_signal::Messenger,
     pub inbox: tokio::sync::mpsc::Receiver<SignalMessage>,
 }
 
 impl RustPeer {
+    /// A peer on one client made from `config`.
     pub async fn join(config: mesh_signal::ClientConfig, key: PublicKey, topic: DiscoveryKey) -> Self {
-        use mesh_signal::Signal;
         let client = mesh_signal::Client::with_config(config).expect("valid client config");
-        let events = client.events();
-        let messenger = mesh_signal::Messenger::new(std::sync::Arc::new(client.clone()));
+        Self::join_through(std::sync::Arc::new(client), key, topic).await
+    }
+
+    /// A peer signaling through `signal`.
+    pub async fn join_through(
+        signal: std::sync::Arc<dyn Signal>,
+        key: PublicKey,
+        topic: DiscoveryKey,
+    ) -> Self {
+        let events = signal.events();
+        let messenger = mesh_signal::Messenger::new(signal.clone());
         let inbox = messenger.listen(key, None).await.expect("inbox opens");
-        client.join(topic, key).await.expect("join recorded");
-        Self { key, client, events, messenger, inbox }
+        signal.join(topic, key).await.expect("join recorded");
+        Self { key, signal, events, messenger, inbox }
     }
 
     /// Sends `text` reliably; fails the test unless `to` acknowledges it.
