@@ -214,10 +214,11 @@ impl Link {
     async fn resync(&mut self) {
         self.publish(self.heartbeat_subject(), Body::Heartbeat(wire::Heartbeat {})).await;
         for topic in self.hub.local_topics() {
-            self.announced.remove(&topic);
-            self.outbox.topic_changed(&topic);
             let subject = self.topic_subject(&topic);
-            self.publish_snapshot(subject.clone(), &topic).await;
+            // The snapshot told everyone the topic's members: that is now what was announced, and
+            // changes after it go out as presence when the topic is next reconciled.
+            let members = self.publish_snapshot(subject.clone(), &topic).await;
+            self.announced.insert(topic.clone(), members);
             self.publish(subject, Body::Query(wire::Query { topics: vec![topic.to_vec()] })).await;
         }
     }
@@ -307,13 +308,12 @@ impl Link {
         self.publish(subject, Body::Presence(presence)).await;
     }
 
-    /// Publishes every local member of `topic`, in parts.
-    async fn publish_snapshot(&mut self, subject: String, topic: &Key) {
-        let members: Vec<wire::SnapshotMember> = self
-            .hub
-            .local_members(topic)
-            .into_iter()
-            .map(|(peer, since)| wire::SnapshotMember { peer: peer.to_vec(), since: Some(since) })
+    /// Publishes every local member of `topic`, in parts; returns the members published.
+    async fn publish_snapshot(&mut self, subject: String, topic: &Key) -> HashMap<Key, Timestamp> {
+        let local = self.hub.local_members(topic);
+        let members: Vec<wire::SnapshotMember> = local
+            .iter()
+            .map(|(peer, since)| wire::SnapshotMember { peer: peer.to_vec(), since: Some(*since) })
             .collect();
         // All parts carry one sequence number: the receiver puts them together by it.
         let seq = self.next_seq();
@@ -325,6 +325,7 @@ impl Link {
                 wire::Snapshot { topic: topic.to_vec(), members: chunk.to_vec(), last: index + 1 == parts };
             self.send(subject.clone(), seq, Body::Snapshot(snapshot)).await;
         }
+        local.into_iter().collect()
     }
 
     fn next_seq(&mut self) -> u64 {
