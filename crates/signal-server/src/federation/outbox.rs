@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::{hub::Key, metrics::Metrics};
 
 /// Messages waiting to be published; more are dropped.
-pub(crate) const RELAY_QUEUE: usize = 4096;
+const RELAY_QUEUE: usize = 4096;
 /// The most messages remembered at once; the oldest are forgotten first.
 const REMEMBERED: usize = 65_536;
 
