@@ -43,17 +43,21 @@ impl Peer {
     }
 
     pub async fn wait(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
-        tokio::time::timeout(PATIENCE, async {
+        // The events passed over, so that a wait that times out says what the peer did instead.
+        let mut skipped = Vec::new();
+        let stdout = &mut self.stdout;
+        let found = tokio::time::timeout(PATIENCE, async {
             loop {
-                let line = self.stdout.next_line().await.unwrap().expect("the peer exited");
+                let line = stdout.next_line().await.unwrap().expect("the peer exited");
                 let event: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
                 if pick(&event) {
                     return event;
                 }
+                skipped.push(event);
             }
         })
-        .await
-        .expect("expected event from mesh peer")
+        .await;
+        found.unwrap_or_else(|_| panic!("expected event from mesh peer never came; meanwhile: {skipped:?}"))
     }
 
     pub async fn wait_connected(&mut self, others: &[String]) {
